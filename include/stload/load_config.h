@@ -1,0 +1,63 @@
+// How a checkpoint is loaded: the original loader's keys plus stload's own.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+#include "stload/result.h"
+
+namespace stload {
+
+// The order in which weights are delivered.
+enum class LoadOrder {
+  kNatural,  // tensor names in natural key order: "layers.2" before "layers.10"
+  kIndex,    // the order of the index's weight_map (file order without an index)
+  kFile,     // file by file (sorted by name), each in data-offset order
+  kAny,      // completion order: whatever is read first comes first (fastest)
+};
+
+// "natural", "index", "file", "any".
+std::string_view LoadOrderName(LoadOrder order);
+std::optional<LoadOrder> ParseLoadOrder(std::string_view name);
+
+struct LoadConfig {
+  // --- The original loader's keys (model_loader_extra_config), same meaning. ---
+  // false: one reader thread, as in the original.
+  bool enable_multithread_load = false;
+  // Reader threads when enable_multithread_load is true; an integer >= 1. More threads than there
+  // is work are not started (clamped), which is not an error.
+  int num_threads = 8;
+  // false: read through mmap; true: pread into stload's buffers.
+  bool disable_mmap = false;
+
+  // --- stload's own keys. ---
+  // Open files with O_DIRECT and read into aligned buffers; where the filesystem refuses O_DIRECT,
+  // stload falls back to buffered reads with one warning.
+  bool direct_io = false;
+  // Large tensors are read in pieces of this many bytes, so one big file still keeps every thread
+  // busy. >= 4096.
+  uint64_t chunk_bytes = 16ull << 20;
+  // The most bytes of loaded-but-not-yet-consumed weights the loader holds. A weight larger than
+  // this is still delivered, alone. >= 1.
+  uint64_t memory_limit = 1ull << 30;
+  LoadOrder order = LoadOrder::kNatural;
+
+  // Threads that read: num_threads when enable_multithread_load, else 1.
+  int reader_threads() const { return enable_multithread_load ? num_threads : 1; }
+
+  // kInvalidArgument naming the field when a value is out of range.
+  Status Validate() const;
+
+  // Parses a JSON object such as {"enable_multithread_load": true, "num_threads": 8,
+  // "disable_mmap": false}; every key is optional and starts from the defaults above. Unknown
+  // keys, wrong types and out-of-range values are kInvalidArgument naming the key.
+  // memory_limit and chunk_bytes take a byte count or a size string ("512MiB").
+  static Result<LoadConfig> from_json(std::string_view text);
+};
+
+// "4096", "512MiB", "2GiB", "1.5GB", "64K": KiB/MiB/GiB/TiB and K/M/G/T are powers of 1024,
+// KB/MB/GB/TB powers of 1000, B or nothing bytes. kInvalidArgument for anything else or > 2^63.
+Result<uint64_t> ParseByteSize(std::string_view text);
+
+}  // namespace stload

@@ -1,0 +1,270 @@
+#include "stload/checkpoint.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <filesystem>
+#include <unordered_map>
+
+#include "format/safetensors_header.h"
+#include "format/shard_index.h"
+#include "io/file.h"
+
+namespace stload {
+
+struct Checkpoint::Impl {
+  std::string path;
+  bool has_index = false;
+  std::vector<ShardInfo> shards;
+  std::vector<UniqueFd> fds;  // parallel to shards
+  std::vector<TensorInfo> tensors;
+  std::vector<uint32_t> index_order;
+  std::unordered_map<std::string_view, uint32_t> by_name;  // views into tensors' names
+  uint64_t total_bytes = 0;
+  std::vector<std::string> warnings;
+};
+
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr uint64_t kMaxIndexBytes = 1ull << 30;
+
+std::string JoinPath(const std::string& dir, const std::string& name) {
+  if (dir.empty()) return name;
+  return dir.back() == '/' ? dir + name : dir + "/" + name;
+}
+
+std::string BaseName(const std::string& path) {
+  return fs::path(path).filename().string();
+}
+
+// Opens one shard, reads and validates its header, and appends it to `impl`.
+Status AddShard(Checkpoint::Impl& impl, const std::string& path) {
+  STLOAD_ASSIGN_OR_RETURN(io::OpenFile file, io::OpenReadOnly(path));
+  std::vector<std::byte> prefix(format::kHeaderLengthBytes);
+  if (file.size_bytes >= format::kHeaderLengthBytes) {
+    STLOAD_RETURN_IF_ERROR(io::PreadFull(file.fd.get(), prefix, 0).WithPath(path));
+  }
+  Result<uint64_t> data_start = format::ParseHeaderLength(prefix, file.size_bytes);
+  if (!data_start.ok()) return std::move(data_start).status().WithPath(path);
+  prefix.resize(*data_start);
+  std::span<std::byte> rest = std::span(prefix).subspan(format::kHeaderLengthBytes);
+  STLOAD_RETURN_IF_ERROR(io::PreadFull(file.fd.get(), rest, format::kHeaderLengthBytes).WithPath(path));
+  Result<format::Header> header = format::ParseHeader(prefix, file.size_bytes);
+  if (!header.ok()) return std::move(header).status().WithPath(path);
+
+  const uint32_t shard_index = static_cast<uint32_t>(impl.shards.size());
+  if (impl.tensors.size() + header->tensors.size() > UINT32_MAX) {
+    return ResourceExhaustedError("more than 4294967295 tensors in the checkpoint").WithPath(path);
+  }
+  ShardInfo& shard = impl.shards.emplace_back();
+  shard.path = path;
+  shard.file_name = BaseName(path);
+  shard.size_bytes = file.size_bytes;
+  shard.data_start = header->data_start;
+  shard.first_tensor = static_cast<uint32_t>(impl.tensors.size());
+  shard.tensor_count = static_cast<uint32_t>(header->tensors.size());
+  shard.metadata = std::move(header->metadata);
+  for (TensorInfo& t : header->tensors) {
+    t.shard = shard_index;
+    impl.total_bytes += t.size_bytes();
+    impl.tensors.push_back(std::move(t));
+  }
+  impl.fds.push_back(std::move(file.fd));
+  return OkStatus();
+}
+
+// Builds the name lookup; a name in two shards is an error.
+Status IndexNames(Checkpoint::Impl& impl) {
+  impl.by_name.reserve(impl.tensors.size());
+  for (uint32_t i = 0; i < impl.tensors.size(); ++i) {
+    const TensorInfo& t = impl.tensors[i];
+    auto [it, inserted] = impl.by_name.emplace(t.name, i);
+    if (!inserted) {
+      const ShardInfo& first = impl.shards[impl.tensors[it->second].shard];
+      return CorruptError("also in " + first.file_name + ": a tensor may be in one shard only")
+          .WithTensor(t.name)
+          .WithPath(impl.shards[t.shard].path);
+    }
+  }
+  return OkStatus();
+}
+
+Result<std::string> ReadIndexText(const std::string& path) {
+  STLOAD_ASSIGN_OR_RETURN(io::OpenFile file, io::OpenReadOnly(path));
+  if (file.size_bytes > kMaxIndexBytes) {
+    return CorruptError("index too large: " + std::to_string(file.size_bytes) + " bytes").WithPath(path);
+  }
+  std::string text(file.size_bytes, '\0');
+  std::span<std::byte> bytes(reinterpret_cast<std::byte*>(text.data()), text.size());
+  STLOAD_RETURN_IF_ERROR(io::PreadFull(file.fd.get(), bytes, 0).WithPath(path));
+  return text;
+}
+
+Status OpenIndexed(Checkpoint::Impl& impl, const std::string& dir, const std::string& index_path) {
+  STLOAD_ASSIGN_OR_RETURN(std::string text, ReadIndexText(index_path));
+  Result<format::ShardIndex> index = format::ParseShardIndex(text);
+  if (!index.ok()) return std::move(index).status().WithPath(index_path);
+  const std::string index_name = BaseName(index_path);
+
+  std::vector<std::string> files;
+  for (const auto& [tensor, file] : index->weight_map) files.push_back(file);
+  std::sort(files.begin(), files.end());
+  files.erase(std::unique(files.begin(), files.end()), files.end());
+  if (files.empty()) return NotFoundError("index's weight_map names no shard").WithPath(index_path);
+  for (const std::string& file : files) {
+    Status status = AddShard(impl, JoinPath(dir, file));
+    if (status.code() == ErrorCode::kNotFound) {
+      return NotFoundError("shard named by " + index_name + " does not exist")
+          .WithPath(JoinPath(dir, file));
+    }
+    STLOAD_RETURN_IF_ERROR(status);
+  }
+  STLOAD_RETURN_IF_ERROR(IndexNames(impl));
+
+  std::unordered_map<std::string_view, uint32_t> shard_by_file;
+  for (uint32_t s = 0; s < impl.shards.size(); ++s) shard_by_file.emplace(impl.shards[s].file_name, s);
+  std::vector<bool> listed(impl.tensors.size(), false);
+  impl.index_order.reserve(index->weight_map.size());
+  for (const auto& [tensor, file] : index->weight_map) {
+    const ShardInfo& named = impl.shards[shard_by_file.at(file)];
+    auto it = impl.by_name.find(tensor);
+    if (it == impl.by_name.end()) {
+      return CorruptError("not in this file, but " + index_name + " maps it here")
+          .WithTensor(tensor)
+          .WithPath(named.path);
+    }
+    const TensorInfo& t = impl.tensors[it->second];
+    if (t.shard != shard_by_file.at(file)) {
+      return CorruptError(index_name + " maps it to " + file + ", but it is in this file")
+          .WithTensor(tensor)
+          .WithPath(impl.shards[t.shard].path);
+    }
+    listed[it->second] = true;
+    impl.index_order.push_back(it->second);
+  }
+  for (uint32_t i = 0; i < impl.tensors.size(); ++i) {
+    if (!listed[i]) {
+      return CorruptError("in this file but not in " + index_name)
+          .WithTensor(impl.tensors[i].name)
+          .WithPath(impl.shards[impl.tensors[i].shard].path);
+    }
+  }
+  if (index->total_size && *index->total_size != impl.total_bytes) {
+    impl.warnings.push_back(index_name + ": metadata.total_size is " +
+                            std::to_string(*index->total_size) + " but the tensors hold " +
+                            std::to_string(impl.total_bytes) + " bytes");
+  }
+  return OkStatus();
+}
+
+Status OpenDirectory(Checkpoint::Impl& impl, const std::string& dir) {
+  std::error_code ec;
+  std::vector<std::string> files;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const fs::path& p = it->path();
+    std::error_code type_ec;
+    if (p.extension() == ".safetensors" && fs::is_regular_file(p, type_ec)) {
+      files.push_back(p.filename().string());
+    }
+  }
+  if (ec) return IoError(ec.value(), "list directory").WithPath(dir);
+  if (files.empty()) {
+    return NotFoundError("no *.safetensors files and no " + std::string(format::kIndexFileName) +
+                         " in this directory")
+        .WithPath(dir);
+  }
+  std::sort(files.begin(), files.end());
+  for (const std::string& file : files) STLOAD_RETURN_IF_ERROR(AddShard(impl, JoinPath(dir, file)));
+  STLOAD_RETURN_IF_ERROR(IndexNames(impl));
+  impl.index_order.resize(impl.tensors.size());
+  for (uint32_t i = 0; i < impl.tensors.size(); ++i) impl.index_order[i] = i;
+  return OkStatus();
+}
+
+bool EndsWith(std::string_view s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+}  // namespace
+
+Checkpoint::Checkpoint(std::shared_ptr<const Impl> impl) : impl_(std::move(impl)) {}
+
+Result<Checkpoint> Checkpoint::Open(const std::string& path) {
+  auto impl = std::make_shared<Impl>();
+  impl->path = path;
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    int err = errno;
+    if (err == ENOENT) return NotFoundError("no such file or directory").WithPath(path);
+    return IoError(err, "stat").WithPath(path);
+  }
+  if (S_ISDIR(st.st_mode)) {
+    std::string index_path = JoinPath(path, std::string(format::kIndexFileName));
+    std::error_code ec;
+    if (fs::exists(index_path, ec)) {
+      impl->has_index = true;
+      STLOAD_RETURN_IF_ERROR(OpenIndexed(*impl, path, index_path));
+    } else {
+      STLOAD_RETURN_IF_ERROR(OpenDirectory(*impl, path));
+    }
+  } else if (EndsWith(path, ".index.json")) {
+    impl->has_index = true;
+    std::string dir = fs::path(path).parent_path().string();
+    STLOAD_RETURN_IF_ERROR(OpenIndexed(*impl, dir.empty() ? "." : dir, path));
+  } else {
+    STLOAD_RETURN_IF_ERROR(AddShard(*impl, path));
+    impl->index_order.resize(impl->tensors.size());
+    for (uint32_t i = 0; i < impl->tensors.size(); ++i) impl->index_order[i] = i;
+    STLOAD_RETURN_IF_ERROR(IndexNames(*impl));
+  }
+  return Checkpoint(std::move(impl));
+}
+
+const std::string& Checkpoint::path() const { return impl_->path; }
+bool Checkpoint::has_index() const { return impl_->has_index; }
+std::span<const ShardInfo> Checkpoint::shards() const { return impl_->shards; }
+std::span<const TensorInfo> Checkpoint::tensors() const { return impl_->tensors; }
+std::span<const uint32_t> Checkpoint::index_order() const { return impl_->index_order; }
+uint64_t Checkpoint::total_bytes() const { return impl_->total_bytes; }
+std::span<const std::string> Checkpoint::warnings() const { return impl_->warnings; }
+int Checkpoint::shard_fd(uint32_t shard) const { return impl_->fds.at(shard).get(); }
+
+Status Checkpoint::ReadTensorBytes(uint32_t tensor, uint64_t offset,
+                                   std::span<std::byte> dst) const {
+  if (tensor >= impl_->tensors.size()) {
+    return InvalidArgumentError("tensor index " + std::to_string(tensor) + " out of range");
+  }
+  const TensorInfo& t = impl_->tensors[tensor];
+  if (offset > t.size_bytes() || dst.size() > t.size_bytes() - offset) {
+    return InvalidArgumentError("read of " + std::to_string(dst.size()) + " bytes at " +
+                                std::to_string(offset) + " is outside the tensor's " +
+                                std::to_string(t.size_bytes()) + " bytes")
+        .WithTensor(t.name);
+  }
+  const ShardInfo& shard = impl_->shards[t.shard];
+  return io::PreadFull(impl_->fds[t.shard].get(), dst, t.file_offset + offset)
+      .WithTensor(t.name)
+      .WithPath(shard.path);
+}
+
+std::optional<uint32_t> Checkpoint::Find(std::string_view name) const {
+  auto it = impl_->by_name.find(name);
+  if (it == impl_->by_name.end()) return std::nullopt;
+  return it->second;
+}
+
+Metadata Checkpoint::metadata() const {
+  Metadata merged;
+  std::unordered_map<std::string_view, bool> seen;
+  for (const ShardInfo& shard : impl_->shards) {
+    for (const auto& [key, value] : shard.metadata) {
+      if (seen.emplace(key, true).second) merged.emplace_back(key, value);
+    }
+  }
+  return merged;
+}
+
+}  // namespace stload

@@ -1,0 +1,29 @@
+// Opening checkpoint files and reading from them with pread. stload only ever opens files
+// read-only: it never writes to a checkpoint.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "stload/result.h"
+#include "util/unique_fd.h"
+
+namespace stload::io {
+
+struct OpenFile {
+  UniqueFd fd;
+  uint64_t size_bytes = 0;
+};
+
+// Opens a regular file read-only (O_CLOEXEC, plus `extra_flags` such as O_DIRECT) and reads its
+// size. A directory, device or missing file is an error naming the path.
+Result<OpenFile> OpenReadOnly(const std::string& path, int extra_flags = 0);
+
+// Reads exactly dst.size() bytes at `offset`. pread may return less than asked (signals, network
+// filesystems), so it loops and retries EINTR; the file ending early is kCorrupt, because the
+// header promised the bytes. Errors carry the offset, not the path.
+Status PreadFull(int fd, std::span<std::byte> dst, uint64_t offset);
+
+}  // namespace stload::io

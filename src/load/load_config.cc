@@ -1,0 +1,183 @@
+#include "stload/load_config.h"
+
+#include <simdjson.h>
+
+#include <array>
+#include <cctype>
+#include <cerrno>
+#include <cstdlib>
+#include <cmath>
+#include <string>
+#include <unordered_set>
+
+namespace stload {
+namespace {
+
+constexpr uint64_t kMinChunkBytes = 4096;
+constexpr int kMaxThreadsAccepted = 1 << 20;
+
+Status KeyError(std::string_view key, const std::string& why) {
+  return InvalidArgumentError("extra config key '" + std::string(key) + "': " + why);
+}
+
+Result<bool> GetBool(std::string_view key, simdjson::dom::element value) {
+  bool b = false;
+  if (value.get_bool().get(b)) return KeyError(key, "must be true or false");
+  return b;
+}
+
+Result<uint64_t> GetSize(std::string_view key, simdjson::dom::element value) {
+  uint64_t n = 0;
+  if (!value.get_uint64().get(n)) return n;
+  std::string_view text;
+  if (!value.get_string().get(text)) {
+    Result<uint64_t> size = ParseByteSize(text);
+    if (!size.ok()) return KeyError(key, size.status().reason());
+    return size;
+  }
+  return KeyError(key, "must be a non-negative integer or a size string such as \"512MiB\"");
+}
+
+}  // namespace
+
+std::string_view LoadOrderName(LoadOrder order) {
+  switch (order) {
+    case LoadOrder::kNatural: return "natural";
+    case LoadOrder::kIndex: return "index";
+    case LoadOrder::kFile: return "file";
+    case LoadOrder::kAny: return "any";
+  }
+  return "?";
+}
+
+std::optional<LoadOrder> ParseLoadOrder(std::string_view name) {
+  for (LoadOrder o : {LoadOrder::kNatural, LoadOrder::kIndex, LoadOrder::kFile, LoadOrder::kAny}) {
+    if (LoadOrderName(o) == name) return o;
+  }
+  return std::nullopt;
+}
+
+Status LoadConfig::Validate() const {
+  if (num_threads < 1) {
+    return InvalidArgumentError("num_threads must be an integer >= 1, not " +
+                                std::to_string(num_threads));
+  }
+  if (chunk_bytes < kMinChunkBytes) {
+    return InvalidArgumentError("chunk_bytes must be at least 4096, not " +
+                                std::to_string(chunk_bytes));
+  }
+  if (memory_limit < 1) return InvalidArgumentError("memory_limit must be at least 1 byte");
+  return OkStatus();
+}
+
+Result<LoadConfig> LoadConfig::from_json(std::string_view text) {
+  simdjson::dom::parser parser;
+  simdjson::padded_string padded(text);
+  simdjson::dom::element root;
+  if (simdjson::error_code err = parser.parse(padded).get(root)) {
+    return InvalidArgumentError(std::string("extra config is not valid JSON: ") +
+                                simdjson::error_message(err));
+  }
+  simdjson::dom::object object;
+  if (root.get_object().get(object)) {
+    return InvalidArgumentError("extra config must be a JSON object");
+  }
+  LoadConfig config;
+  std::unordered_set<std::string_view> seen;
+  for (simdjson::dom::key_value_pair field : object) {
+    const std::string_view key = field.key;
+    if (!seen.insert(key).second) return KeyError(key, "given twice");
+    if (key == "enable_multithread_load") {
+      STLOAD_ASSIGN_OR_RETURN(config.enable_multithread_load, GetBool(key, field.value));
+    } else if (key == "disable_mmap") {
+      STLOAD_ASSIGN_OR_RETURN(config.disable_mmap, GetBool(key, field.value));
+    } else if (key == "direct_io") {
+      STLOAD_ASSIGN_OR_RETURN(config.direct_io, GetBool(key, field.value));
+    } else if (key == "num_threads") {
+      int64_t n = 0;
+      if (field.value.get_int64().get(n)) return KeyError(key, "must be an integer >= 1");
+      if (n < 1) return KeyError(key, "must be an integer >= 1, not " + std::to_string(n));
+      config.num_threads = static_cast<int>(std::min<int64_t>(n, kMaxThreadsAccepted));
+    } else if (key == "chunk_bytes") {
+      STLOAD_ASSIGN_OR_RETURN(config.chunk_bytes, GetSize(key, field.value));
+      if (config.chunk_bytes < kMinChunkBytes) return KeyError(key, "must be at least 4096");
+    } else if (key == "memory_limit") {
+      STLOAD_ASSIGN_OR_RETURN(config.memory_limit, GetSize(key, field.value));
+      if (config.memory_limit < 1) return KeyError(key, "must be at least 1 byte");
+    } else if (key == "order") {
+      std::string_view name;
+      std::optional<LoadOrder> order;
+      if (field.value.get_string().get(name) || !(order = ParseLoadOrder(name))) {
+        return KeyError(key, "must be one of \"natural\", \"index\", \"file\", \"any\"");
+      }
+      config.order = *order;
+    } else {
+      return KeyError(key, "unknown key (known: enable_multithread_load, num_threads, "
+                           "disable_mmap, direct_io, chunk_bytes, memory_limit, order)");
+    }
+  }
+  return config;
+}
+
+Result<uint64_t> ParseByteSize(std::string_view text) {
+  const std::string original(text);
+  auto bad = [&] {
+    return InvalidArgumentError("'" + original +
+                                "' is not a size (examples: 4096, 64KiB, 512MiB, 2GiB, 1GB)");
+  };
+  size_t digits = 0;
+  while (digits < text.size() && (std::isdigit(static_cast<unsigned char>(text[digits])) ||
+                                  text[digits] == '.')) {
+    ++digits;
+  }
+  if (digits == 0) return bad();
+  const std::string number(text.substr(0, digits));
+  std::string_view unit = text.substr(digits);
+  while (!unit.empty() && unit.front() == ' ') unit.remove_prefix(1);
+  struct Unit {
+    std::string_view name;
+    double factor;
+  };
+  static constexpr std::array<Unit, 14> kUnits = {{{"", 1},
+                                                   {"B", 1},
+                                                   {"K", 1024.0},
+                                                   {"KiB", 1024.0},
+                                                   {"KB", 1e3},
+                                                   {"M", 1048576.0},
+                                                   {"MiB", 1048576.0},
+                                                   {"MB", 1e6},
+                                                   {"G", 1073741824.0},
+                                                   {"GiB", 1073741824.0},
+                                                   {"GB", 1e9},
+                                                   {"T", 1099511627776.0},
+                                                   {"TiB", 1099511627776.0},
+                                                   {"TB", 1e12}}};
+  const Unit* found = nullptr;
+  for (const Unit& u : kUnits) {
+    if (u.name == unit) found = &u;
+  }
+  if (!found) return bad();
+  if (number.find('.') == std::string::npos) {
+    errno = 0;
+    char* end = nullptr;
+    unsigned long long n = std::strtoull(number.c_str(), &end, 10);
+    if (errno != 0 || *end != '\0') return bad();
+    const uint64_t factor = static_cast<uint64_t>(found->factor);
+    uint64_t bytes = 0;
+    if (__builtin_mul_overflow(static_cast<uint64_t>(n), factor, &bytes) || bytes > (1ull << 63)) {
+      return InvalidArgumentError("'" + original + "' is too large");
+    }
+    return bytes;
+  }
+  char* end = nullptr;
+  const double value = std::strtod(number.c_str(), &end);
+  if (*end != '\0' || !std::isfinite(value)) return bad();
+  const double bytes = value * found->factor;
+  if (bytes > 9.2e18) return InvalidArgumentError("'" + original + "' is too large");
+  if (bytes != std::floor(bytes)) {
+    return InvalidArgumentError("'" + original + "' is not a whole number of bytes");
+  }
+  return static_cast<uint64_t>(bytes);
+}
+
+}  // namespace stload

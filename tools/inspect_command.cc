@@ -1,0 +1,103 @@
+// `stload inspect PATH [--json]`: what a checkpoint holds, validated.
+#include <algorithm>
+#include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "cli_common.h"
+#include "commands.h"
+#include "stload/checkpoint.h"
+
+namespace stload::cli {
+namespace {
+
+struct InspectArgs {
+  std::string path;
+  bool json = false;
+};
+
+std::string ShapeText(const std::vector<uint64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+void PrintJson(const Checkpoint& ckpt) {
+  nlohmann::ordered_json tensors = nlohmann::ordered_json::array();
+  for (const TensorInfo& t : ckpt.tensors()) {
+    tensors.push_back({{"name", t.name},
+                       {"dtype", std::string(DTypeName(t.dtype))},
+                       {"shape", t.shape},
+                       {"file", ckpt.shards()[t.shard].file_name},
+                       {"data_offsets", {t.begin, t.end}}});
+  }
+  nlohmann::ordered_json metadata = nlohmann::ordered_json::object();
+  for (const auto& [key, value] : ckpt.metadata()) metadata[key] = value;
+  nlohmann::ordered_json out = {{"tensors", std::move(tensors)},
+                                {"metadata", std::move(metadata)},
+                                {"total_bytes", ckpt.total_bytes()}};
+  // Names come from untrusted files: invalid UTF-8 cannot occur (the parser rejects it), but
+  // replace rather than throw if it ever did.
+  std::cout << out.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << "\n";
+}
+
+void PrintTable(const Checkpoint& ckpt) {
+  struct Row {
+    std::string name, dtype, shape, size, file;
+  };
+  std::vector<Row> rows;
+  rows.push_back({"NAME", "DTYPE", "SHAPE", "SIZE", "FILE"});
+  for (const TensorInfo& t : ckpt.tensors()) {
+    rows.push_back({t.name, std::string(DTypeName(t.dtype)), ShapeText(t.shape),
+                    FormatBytes(t.size_bytes()), ckpt.shards()[t.shard].file_name});
+  }
+  size_t w[4] = {0, 0, 0, 0};
+  for (const Row& r : rows) {
+    w[0] = std::max(w[0], r.name.size());
+    w[1] = std::max(w[1], r.dtype.size());
+    w[2] = std::max(w[2], r.shape.size());
+    w[3] = std::max(w[3], r.size.size());
+  }
+  std::string out;
+  for (const Row& r : rows) {
+    out += r.name + std::string(w[0] - r.name.size() + 2, ' ');
+    out += r.dtype + std::string(w[1] - r.dtype.size() + 2, ' ');
+    out += r.shape + std::string(w[2] - r.shape.size() + 2, ' ');
+    out += std::string(w[3] - r.size.size(), ' ') + r.size + "  ";
+    out += r.file + "\n";
+  }
+  std::cout << out;
+  const size_t files = ckpt.shards().size();
+  std::cout << ckpt.tensors().size() << " tensors, " << FormatBytes(ckpt.total_bytes()) << " ("
+            << ckpt.total_bytes() << " bytes) in " << files << (files == 1 ? " file" : " files")
+            << (ckpt.has_index() ? " (with index)" : "") << "\n";
+  const Metadata metadata = ckpt.metadata();
+  for (const auto& [key, value] : metadata) std::cout << "metadata: " << key << " = " << value << "\n";
+}
+
+}  // namespace
+
+Runner AddInspectCommand(CLI::App& app) {
+  auto args = std::make_shared<InspectArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "inspect", "Validate a checkpoint and list its tensors (name, dtype, shape, size, file)");
+  cmd->add_option("PATH", args->path,
+                  "A .safetensors file, a directory of shards, or model.safetensors.index.json")
+      ->required();
+  cmd->add_flag("--json", args->json,
+                "Print one JSON object: tensors (name, dtype, shape, file, data_offsets), "
+                "metadata, total_bytes");
+  return [args] {
+    Result<Checkpoint> ckpt = Checkpoint::Open(args->path);
+    if (!ckpt.ok()) return ReportError(ckpt.status());
+    for (const std::string& w : ckpt->warnings()) Warn(w);
+    if (args->json) {
+      PrintJson(*ckpt);
+    } else {
+      PrintTable(*ckpt);
+    }
+    return static_cast<int>(kExitOk);
+  };
+}
+
+}  // namespace stload::cli

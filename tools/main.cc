@@ -1,0 +1,47 @@
+// The `stload` command-line tool. Exit status: 0 success; 1 invalid, corrupt or unreadable
+// checkpoint; 2 usage error.
+#include <CLI/CLI.hpp>
+#include <iostream>
+#include <map>
+
+#include "cli_common.h"
+#include "commands.h"
+
+#ifndef STLOAD_VERSION
+#define STLOAD_VERSION "unknown"
+#endif
+
+int main(int argc, char** argv) {
+  using namespace stload::cli;
+  CLI::App app{"stload: a fast, strict loader of safetensors checkpoints", "stload"};
+  app.set_version_flag("--version", "stload " STLOAD_VERSION);
+  app.require_subcommand(1, 1);
+  app.failure_message(CLI::FailureMessage::help);
+
+  std::map<CLI::App*, Runner> runners;
+  auto add = [&](Runner (*adder)(CLI::App&)) {
+    Runner runner = adder(app);
+    runners.emplace(app.get_subcommands({}).back(), std::move(runner));
+  };
+  add(AddInspectCommand);
+  add(AddHashCommand);
+  add(AddMakeCheckpointCommand);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+    std::cerr << "stload: usage error: " << e.what() << "\n"
+              << "Run 'stload --help' or 'stload <command> --help' for usage.\n";
+    return kExitUsage;
+  }
+  try {
+    for (auto& [command, runner] : runners) {
+      if (command->parsed()) return runner();
+    }
+  } catch (const UsageError& e) {
+    std::cerr << "stload: usage error: " << e.message << "\n";
+    return kExitUsage;
+  }
+  return kExitUsage;
+}

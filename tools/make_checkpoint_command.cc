@@ -1,0 +1,84 @@
+// `stload make-checkpoint DIR`: a synthetic checkpoint for demos, tests and benchmarks.
+#include <filesystem>
+#include <iostream>
+#include <memory>
+
+#include "cli_common.h"
+#include "commands.h"
+#include "synth/synthetic_checkpoint.h"
+
+namespace stload::cli {
+namespace {
+
+struct MakeArgs {
+  std::string dir;
+  std::string preset = "llama";
+  std::string total = "256MiB";
+  uint32_t shards = 4;
+  std::string dtype = "BF16";
+  uint64_t seed = 0;
+  bool force = false;
+};
+
+int RunMake(const MakeArgs& args) {
+  synth::Spec spec;
+  std::optional<synth::Preset> preset = synth::ParsePreset(args.preset);
+  if (!preset) throw UsageError{"--preset must be llama, single-file or many-small"};
+  spec.preset = *preset;
+  Result<uint64_t> total = ParseByteSize(args.total);
+  if (!total.ok()) throw UsageError{"--total: " + total.status().reason()};
+  if (*total < 1024 || *total > (1ull << 40)) throw UsageError{"--total must be 1KiB to 1TiB"};
+  spec.total_bytes = *total;
+  spec.shards = args.shards;
+  std::optional<DType> dtype = ParseDType(args.dtype);
+  if (!dtype) throw UsageError{"--dtype '" + args.dtype + "' is not a safetensors dtype"};
+  spec.dtype = *dtype;
+  spec.seed = args.seed;
+
+  std::error_code ec;
+  if (!args.force && std::filesystem::exists(args.dir, ec) &&
+      !std::filesystem::is_empty(args.dir, ec)) {
+    throw UsageError{args.dir + " exists and is not empty; pass --force to write into it"};
+  }
+  Result<synth::Summary> summary = synth::WriteCheckpoint(args.dir, spec);
+  if (!summary.ok()) {
+    if (summary.status().code() == ErrorCode::kInvalidArgument) {
+      throw UsageError{summary.status().reason()};
+    }
+    return ReportError(summary.status());
+  }
+  std::cout << "wrote " << summary->files.size() << " files, " << summary->tensors << " tensors, "
+            << FormatBytes(summary->bytes) << " (" << summary->bytes << " bytes) to " << args.dir
+            << "\n";
+  return kExitOk;
+}
+
+}  // namespace
+
+Runner AddMakeCheckpointCommand(CLI::App& app) {
+  auto args = std::make_shared<MakeArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "make-checkpoint",
+      "Write a synthetic checkpoint (Llama-style names and shapes, random bytes, deterministic "
+      "for a seed)");
+  cmd->add_option("DIR", args->dir, "Directory to write (created if missing)")->required();
+  cmd->add_option("--preset", args->preset,
+                  "llama: K shards + index; single-file: one model.safetensors; many-small: "
+                  "512-byte tensors in K shards + index")
+      ->capture_default_str();
+  cmd->add_option("--total", args->total, "Approximate total tensor bytes, e.g. 4GiB")
+      ->type_name("SIZE")
+      ->capture_default_str();
+  cmd->add_option("--shards", args->shards, "Number of shards (llama, many-small)")
+      ->check(CLI::Range(1, 100000))
+      ->type_name("K")
+      ->capture_default_str();
+  cmd->add_option("--dtype", args->dtype, "Element type of every tensor")->capture_default_str();
+  cmd->add_option("--seed", args->seed, "Seed of the random bytes")
+      ->type_name("S")
+      ->capture_default_str();
+  cmd->add_flag("--force", args->force, "Write into DIR even if it is not empty");
+  return [args] { return RunMake(*args); };
+}
+
+}  // namespace stload::cli

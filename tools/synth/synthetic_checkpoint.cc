@@ -1,0 +1,227 @@
+#include "synth/synthetic_checkpoint.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+namespace stload::synth {
+namespace {
+
+constexpr uint64_t kFillBufferBytes = 16ull << 20;
+
+uint64_t SplitMix64(uint64_t& state) {
+  uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+uint64_t RoundUp(uint64_t n, uint64_t to) { return (n + to - 1) / to * to; }
+
+// Llama-3-like proportions: kv = h/4 (grouped-query attention), intermediate = 3.5h.
+std::vector<TensorSpec> LlamaTensors(uint64_t params, DType dtype) {
+  const uint64_t kHidden[] = {64, 128, 256, 512, 1024, 2048, 3072, 4096, 5120, 8192};
+  uint64_t h = kHidden[0];
+  for (uint64_t candidate : kHidden) {
+    if ((13 * candidate * candidate + 2 * candidate) * 8 <= params) h = candidate;
+  }
+  const uint64_t kv = h / 4;
+  const uint64_t inter = RoundUp(h * 7 / 2, 64);
+  const uint64_t per_layer = 2 * h * h + 2 * h * kv + 3 * h * inter + 2 * h;
+  uint64_t vocab = 128256;
+  if (2 * vocab * h > params / 4) vocab = std::max<uint64_t>(64, (params / 4) / (2 * h) / 64 * 64);
+  const uint64_t embed = 2 * vocab * h + h;
+  const uint64_t layers = params > embed + per_layer ? (params - embed) / per_layer : 1;
+
+  std::vector<TensorSpec> t;
+  t.push_back({"model.embed_tokens.weight", dtype, {vocab, h}});
+  for (uint64_t l = 0; l < layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    t.push_back({p + "input_layernorm.weight", dtype, {h}});
+    t.push_back({p + "self_attn.q_proj.weight", dtype, {h, h}});
+    t.push_back({p + "self_attn.k_proj.weight", dtype, {kv, h}});
+    t.push_back({p + "self_attn.v_proj.weight", dtype, {kv, h}});
+    t.push_back({p + "self_attn.o_proj.weight", dtype, {h, h}});
+    t.push_back({p + "post_attention_layernorm.weight", dtype, {h}});
+    t.push_back({p + "mlp.gate_proj.weight", dtype, {inter, h}});
+    t.push_back({p + "mlp.up_proj.weight", dtype, {inter, h}});
+    t.push_back({p + "mlp.down_proj.weight", dtype, {h, inter}});
+  }
+  t.push_back({"model.norm.weight", dtype, {h}});
+  t.push_back({"lm_head.weight", dtype, {vocab, h}});
+  return t;
+}
+
+std::vector<TensorSpec> ManySmallTensors(uint64_t params, DType dtype) {
+  constexpr uint64_t kElements = 256;
+  const uint64_t count = std::max<uint64_t>(1, params / kElements);
+  std::vector<TensorSpec> t;
+  t.reserve(count);
+  for (uint64_t i = 0; i < count; ++i) {
+    t.push_back({"model.layers." + std::to_string(i / 1000) + ".mlp.experts." +
+                     std::to_string(i % 1000) + ".weight",
+                 dtype,
+                 {16, 16}});
+  }
+  return t;
+}
+
+std::string ShardName(uint32_t i, uint32_t k) {
+  char name[64];
+  std::snprintf(name, sizeof name, "model-%05u-of-%05u.safetensors", i + 1, k);
+  return name;
+}
+
+Status WriteAll(int fd, const char* data, size_t size, const std::string& path) {
+  while (size > 0) {
+    ssize_t n = ::write(fd, data, size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return IoError(errno, "write").WithPath(path);
+    data += n;
+    size -= static_cast<size_t>(n);
+  }
+  return OkStatus();
+}
+
+// One file: header, then random bytes from a generator seeded by (seed, file number).
+Status WriteShard(const std::string& path, std::span<const TensorSpec> tensors, uint64_t seed,
+                  std::vector<char>& buffer) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return IoError(errno, "create").WithPath(path);
+  const std::pair<std::string, std::string> metadata[] = {{"format", "pt"}};
+  std::string header = SerializeHeader(tensors, metadata);
+  Status status = WriteAll(fd, header.data(), header.size(), path);
+  uint64_t remaining = 0;
+  for (const TensorSpec& t : tensors) remaining += SpecBytes(t);
+  uint64_t state = seed;
+  while (status.ok() && remaining > 0) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(remaining, buffer.size()));
+    for (size_t i = 0; i < n; i += 8) {
+      uint64_t r = SplitMix64(state);
+      std::memcpy(buffer.data() + i, &r, std::min<size_t>(8, n - i));
+    }
+    status = WriteAll(fd, buffer.data(), n, path);
+    remaining -= n;
+  }
+  if (::close(fd) != 0 && status.ok()) status = IoError(errno, "close").WithPath(path);
+  return status;
+}
+
+}  // namespace
+
+std::optional<Preset> ParsePreset(std::string_view name) {
+  if (name == "llama") return Preset::kLlama;
+  if (name == "single-file") return Preset::kSingleFile;
+  if (name == "many-small") return Preset::kManySmall;
+  return std::nullopt;
+}
+
+uint64_t SpecBytes(const TensorSpec& tensor) {
+  uint64_t elements = 1;
+  for (uint64_t d : tensor.shape) elements *= d;
+  return elements * DTypeBits(tensor.dtype) / 8;
+}
+
+Result<std::vector<TensorSpec>> PlanTensors(const Spec& spec) {
+  const uint64_t bits = DTypeBits(spec.dtype);
+  const uint64_t params = spec.total_bytes * 8 / bits;
+  std::vector<TensorSpec> tensors = spec.preset == Preset::kManySmall
+                                        ? ManySmallTensors(params, spec.dtype)
+                                        : LlamaTensors(params, spec.dtype);
+  for (const TensorSpec& t : tensors) {
+    uint64_t elements = 1;
+    for (uint64_t d : t.shape) elements *= d;
+    if (elements * bits % 8 != 0) {
+      return InvalidArgumentError("tensor '" + t.name + "' would not be a whole number of bytes");
+    }
+  }
+  if (spec.preset != Preset::kSingleFile && (spec.shards == 0 || spec.shards > tensors.size())) {
+    return InvalidArgumentError("cannot split " + std::to_string(tensors.size()) +
+                                " tensors into " + std::to_string(spec.shards) + " shards");
+  }
+  return tensors;
+}
+
+std::string SerializeHeader(std::span<const TensorSpec> tensors,
+                            std::span<const std::pair<std::string, std::string>> metadata) {
+  nlohmann::ordered_json json = nlohmann::ordered_json::object();
+  if (!metadata.empty()) {
+    nlohmann::ordered_json meta = nlohmann::ordered_json::object();
+    for (const auto& [key, value] : metadata) meta[key] = value;
+    json["__metadata__"] = std::move(meta);
+  }
+  uint64_t offset = 0;
+  for (const TensorSpec& t : tensors) {
+    const uint64_t size = SpecBytes(t);
+    json[t.name] = {{"dtype", std::string(DTypeName(t.dtype))},
+                    {"shape", t.shape},
+                    {"data_offsets", {offset, offset + size}}};
+    offset += size;
+  }
+  std::string text = json.dump();
+  text.append((8 - text.size() % 8) % 8, ' ');
+  std::string out(8, '\0');
+  uint64_t n = text.size();
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((n >> (8 * i)) & 0xff);
+  return out + text;
+}
+
+Result<Summary> WriteCheckpoint(const std::string& dir, const Spec& spec) {
+  STLOAD_ASSIGN_OR_RETURN(std::vector<TensorSpec> tensors, PlanTensors(spec));
+  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    return IoError(errno, "create directory").WithPath(dir);
+  }
+  Summary summary;
+  std::vector<char> buffer(kFillBufferBytes);
+  uint64_t total = 0;
+  for (const TensorSpec& t : tensors) total += SpecBytes(t);
+  summary.tensors = tensors.size();
+  summary.bytes = total;
+
+  if (spec.preset == Preset::kSingleFile) {
+    uint64_t seed = spec.seed;
+    STLOAD_RETURN_IF_ERROR(WriteShard(dir + "/model.safetensors", tensors, SplitMix64(seed), buffer));
+    summary.files.push_back("model.safetensors");
+    return summary;
+  }
+
+  // Contiguous groups of about total/K bytes each, at least one tensor per shard.
+  const uint32_t k = spec.shards;
+  nlohmann::ordered_json weight_map = nlohmann::ordered_json::object();
+  size_t i = 0;
+  uint64_t written = 0;
+  for (uint32_t s = 0; s < k; ++s) {
+    const uint64_t target = total / k * (s + 1) + (s + 1 == k ? total % k : 0);
+    const size_t first = i;
+    const size_t must_leave = k - s - 1;  // one tensor for each later shard
+    do {
+      written += SpecBytes(tensors[i]);
+      ++i;
+    } while (i < tensors.size() - must_leave && (written < target || s + 1 == k));
+    const std::string name = ShardName(s, k);
+    std::span<const TensorSpec> group(tensors.data() + first, i - first);
+    for (const TensorSpec& t : group) weight_map[t.name] = name;
+    uint64_t seed = spec.seed ^ (0x5851F42D4C957F2Dull * (s + 1));
+    STLOAD_RETURN_IF_ERROR(WriteShard(dir + "/" + name, group, SplitMix64(seed), buffer));
+    summary.files.push_back(name);
+  }
+  nlohmann::ordered_json index = {{"metadata", {{"total_size", total}}},
+                                  {"weight_map", std::move(weight_map)}};
+  const std::string text = index.dump(2) + "\n";
+  const std::string index_path = dir + "/model.safetensors.index.json";
+  int fd = ::open(index_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return IoError(errno, "create").WithPath(index_path);
+  Status status = WriteAll(fd, text.data(), text.size(), index_path);
+  ::close(fd);
+  STLOAD_RETURN_IF_ERROR(status);
+  summary.files.push_back("model.safetensors.index.json");
+  return summary;
+}
+
+}  // namespace stload::synth

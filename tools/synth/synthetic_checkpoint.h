@@ -1,0 +1,60 @@
+// Writes synthetic safetensors checkpoints with realistic names and shapes and random bytes,
+// deterministic for a seed. Used by `stload make-checkpoint`, the tests and the benchmarks.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "stload/dtype.h"
+#include "stload/result.h"
+
+namespace stload::synth {
+
+enum class Preset {
+  kLlama,       // Llama-3-style decoder, scaled to the total size, in K shards plus an index
+  kSingleFile,  // the same tensors in one model.safetensors, no index
+  kManySmall,   // many 512-byte tensors (MoE-expert-like names), in K shards plus an index
+};
+
+// "llama", "single-file", "many-small".
+std::optional<Preset> ParsePreset(std::string_view name);
+
+struct Spec {
+  Preset preset = Preset::kLlama;
+  uint64_t total_bytes = 256ull << 20;  // approximate: shapes are rounded to realistic sizes
+  uint32_t shards = 4;                  // ignored by kSingleFile
+  DType dtype = DType::kBF16;
+  uint64_t seed = 0;
+};
+
+struct TensorSpec {
+  std::string name;
+  DType dtype = DType::kBF16;
+  std::vector<uint64_t> shape;
+};
+
+struct Summary {
+  std::vector<std::string> files;  // base names written, index last if any
+  uint64_t tensors = 0;
+  uint64_t bytes = 0;  // tensor bytes
+};
+
+// The tensors a spec produces, in order; kInvalidArgument if the spec cannot be met (e.g. more
+// shards than tensors, a dtype whose size does not fit the shapes).
+Result<std::vector<TensorSpec>> PlanTensors(const Spec& spec);
+
+// Size in bytes of a tensor spec; tensors produced by PlanTensors always come to whole bytes.
+uint64_t SpecBytes(const TensorSpec& tensor);
+
+// The first 8 + N bytes of a safetensors file holding `tensors` back to back in the given order:
+// the length, then the JSON header padded with spaces to a multiple of 8.
+std::string SerializeHeader(std::span<const TensorSpec> tensors,
+                            std::span<const std::pair<std::string, std::string>> metadata = {});
+
+// Writes the checkpoint into `dir` (created if missing). Never writes outside `dir`.
+Result<Summary> WriteCheckpoint(const std::string& dir, const Spec& spec);
+
+}  // namespace stload::synth
