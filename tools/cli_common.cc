@@ -19,6 +19,11 @@ void LoadFlags::AddTo(CLI::App& command) {
       ->type_name("N");
   command.add_flag("--no-mmap", no_mmap, "Read with pread instead of mmap (disable_mmap)");
   command.add_flag("--direct-io", direct_io, "Read with O_DIRECT, bypassing the page cache");
+  command.add_option("--memory-limit", memory_limit,
+                     "Most bytes of loaded, unconsumed weights held at once (e.g. 512MiB)")
+      ->type_name("SIZE");
+  command.add_option("--order", order, "Delivery order: natural, index, file or any")
+      ->type_name("ORDER");
   command.add_option("--extra-config", extra_config,
                      "The original loader's JSON config, e.g. "
                      "'{\"enable_multithread_load\": true, \"num_threads\": 8, "
@@ -39,6 +44,16 @@ LoadConfig LoadFlags::ToConfig() const {
   }
   if (no_mmap) config.disable_mmap = true;
   if (direct_io) config.direct_io = true;
+  if (!memory_limit.empty()) {
+    Result<uint64_t> bytes = ParseByteSize(memory_limit);
+    if (!bytes.ok()) throw UsageError{"--memory-limit: " + bytes.status().reason()};
+    config.memory_limit = *bytes;
+  }
+  if (!order.empty()) {
+    std::optional<LoadOrder> parsed = ParseLoadOrder(order);
+    if (!parsed) throw UsageError{"--order must be natural, index, file or any, not '" + order + "'"};
+    config.order = *parsed;
+  }
   if (Status s = config.Validate(); !s.ok()) throw UsageError{s.reason()};
   return config;
 }

@@ -29,6 +29,8 @@ struct LoadFlags {
   std::optional<int> threads;
   bool no_mmap = false;
   bool direct_io = false;
+  std::string memory_limit;  // size string, empty if not given
+  std::string order;         // natural|index|file|any, empty if not given
   std::string extra_config;  // JSON, empty if not given
 
   void AddTo(CLI::App& command);

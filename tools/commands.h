@@ -11,6 +11,7 @@ using Runner = std::function<int()>;
 
 Runner AddInspectCommand(CLI::App& app);
 Runner AddHashCommand(CLI::App& app);
+Runner AddLoadCommand(CLI::App& app);
 Runner AddMakeCheckpointCommand(CLI::App& app);
 
 }  // namespace stload::cli

@@ -1,31 +1,43 @@
 // `stload hash PATH`: the SHA-256 of every tensor's raw bytes, one line per tensor sorted by name
-// (byte order), in the format of sha256sum: "<hex>  <name>".
+// (byte order), in the format of sha256sum: "<hex>  <name>". Reads through the loader with the
+// given options; every option combination prints the same lines.
 #include <openssl/evp.h>
 
 #include <algorithm>
 #include <iostream>
 #include <memory>
+#include <mutex>
+#include <thread>
 
 #include "cli_common.h"
 #include "commands.h"
+#include "progress_bar.h"
 #include "stload/checkpoint.h"
+#include "stload/loader.h"
 
 namespace stload::cli {
 namespace {
 
-constexpr uint64_t kHashBufferBytes = 16ull << 20;
-
 struct HashArgs {
   std::string path;
   LoadFlags flags;
+  bool no_progress = false;
 };
 
 struct EvpCtxDeleter {
   void operator()(EVP_MD_CTX* ctx) const { EVP_MD_CTX_free(ctx); }
 };
 
-std::string Hex(const unsigned char* digest, unsigned int size) {
+std::string Sha256Hex(std::span<const std::byte> bytes) {
   static const char kDigits[] = "0123456789abcdef";
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int size = 0;
+  std::unique_ptr<EVP_MD_CTX, EvpCtxDeleter> ctx(EVP_MD_CTX_new());
+  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1 ||
+      EVP_DigestUpdate(ctx.get(), bytes.data(), bytes.size()) != 1 ||
+      EVP_DigestFinal_ex(ctx.get(), digest, &size) != 1) {
+    return "";
+  }
   std::string hex(2 * size, '0');
   for (unsigned int i = 0; i < size; ++i) {
     hex[2 * i] = kDigits[digest[i] >> 4];
@@ -34,45 +46,57 @@ std::string Hex(const unsigned char* digest, unsigned int size) {
   return hex;
 }
 
-// Reads tensor `index` in pieces into `buffer` and returns its SHA-256 in hex.
-Result<std::string> HashTensor(const Checkpoint& ckpt, uint32_t index, std::vector<std::byte>& buffer,
-                               EVP_MD_CTX* ctx) {
-  const TensorInfo& t = ckpt.tensors()[index];
-  if (EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr) != 1) return InternalError("SHA-256 init failed");
-  for (uint64_t done = 0; done < t.size_bytes();) {
-    const size_t n = static_cast<size_t>(std::min<uint64_t>(buffer.size(), t.size_bytes() - done));
-    std::span<std::byte> piece(buffer.data(), n);
-    STLOAD_RETURN_IF_ERROR(ckpt.ReadTensorBytes(index, done, piece));
-    if (EVP_DigestUpdate(ctx, piece.data(), n) != 1) return InternalError("SHA-256 update failed");
-    done += n;
-  }
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int size = 0;
-  if (EVP_DigestFinal_ex(ctx, digest, &size) != 1) return InternalError("SHA-256 final failed");
-  return Hex(digest, size);
-}
-
 int RunHash(const HashArgs& args) {
-  const LoadConfig config = args.flags.ToConfig();
-  (void)config;  // every option combination reads the same bytes; see the loader issue
+  LoadConfig config = args.flags.ToConfig();
   Result<Checkpoint> ckpt = Checkpoint::Open(args.path);
   if (!ckpt.ok()) return ReportError(ckpt.status());
   for (const std::string& w : ckpt->warnings()) Warn(w);
 
-  std::vector<uint32_t> order(ckpt->tensors().size());
+  ProgressBar bar(!args.no_progress);
+  Result<Loader> loader = Loader::Open(*ckpt, config, bar.Callback());
+  if (!loader.ok()) return ReportError(loader.status());
+  for (const std::string& w : loader->stats().warnings) Warn(w);
+
+  // Hashing runs on several threads that take weights from the loader in turn.
+  std::vector<std::string> hashes(ckpt->tensors().size());
+  std::mutex mu;
+  Status error;
+  auto hasher = [&] {
+    while (true) {
+      std::optional<Weight> weight;
+      {
+        std::lock_guard lock(mu);
+        if (!error.ok()) return;
+        Result<std::optional<Weight>> next = loader->Next();
+        if (!next.ok()) {
+          error = next.status();
+          return;
+        }
+        if (!next->has_value()) return;
+        weight = std::move(**next);
+      }
+      std::string hex = Sha256Hex(weight->bytes());
+      const uint32_t index = *ckpt->Find(weight->name());
+      std::lock_guard lock(mu);
+      if (hex.empty() && error.ok()) error = InternalError("SHA-256 failed");
+      hashes[index] = std::move(hex);
+    }
+  };
+  const int hashers = std::max(
+      1, std::min<int>(config.reader_threads(), static_cast<int>(std::thread::hardware_concurrency())));
+  std::vector<std::thread> threads;
+  for (int i = 1; i < hashers; ++i) threads.emplace_back(hasher);
+  hasher();
+  for (std::thread& t : threads) t.join();
+  if (!error.ok()) return ReportError(error);
+
+  std::vector<uint32_t> order(hashes.size());
   for (uint32_t i = 0; i < order.size(); ++i) order[i] = i;
   std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
     return ckpt->tensors()[a].name < ckpt->tensors()[b].name;
   });
-  std::unique_ptr<EVP_MD_CTX, EvpCtxDeleter> ctx(EVP_MD_CTX_new());
-  if (!ctx) return ReportError(InternalError("cannot create a SHA-256 context"));
-  std::vector<std::byte> buffer(std::min<uint64_t>(kHashBufferBytes, ckpt->total_bytes()));
   std::string out;
-  for (uint32_t index : order) {
-    Result<std::string> hex = HashTensor(*ckpt, index, buffer, ctx.get());
-    if (!hex.ok()) return ReportError(hex.status());
-    out += *hex + "  " + ckpt->tensors()[index].name + "\n";
-  }
+  for (uint32_t index : order) out += hashes[index] + "  " + ckpt->tensors()[index].name + "\n";
   std::cout << out;
   return kExitOk;
 }
@@ -87,6 +111,7 @@ Runner AddHashCommand(CLI::App& app) {
                   "A .safetensors file, a directory of shards, or model.safetensors.index.json")
       ->required();
   args->flags.AddTo(*cmd);
+  cmd->add_flag("--no-progress", args->no_progress, "No progress bar on stderr");
   return [args] { return RunHash(*args); };
 }
 

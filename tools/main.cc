@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <iostream>
 #include <map>
+#include <string>
 
 #include "cli_common.h"
 #include "commands.h"
@@ -24,6 +25,7 @@ int main(int argc, char** argv) {
     runners.emplace(app.get_subcommands({}).back(), std::move(runner));
   };
   add(AddInspectCommand);
+  add(AddLoadCommand);
   add(AddHashCommand);
   add(AddMakeCheckpointCommand);
 
@@ -31,7 +33,26 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
-    std::cerr << "stload: usage error: " << e.what() << "\n"
+    // CLI11 reports "stload foo" and "stload --foo" as "A subcommand is required"; name the word
+    // it did not know instead.
+    std::string message = e.what();
+    if (argc >= 2) {
+      const std::string first = std::string(argv[1]).substr(0, std::string(argv[1]).find('='));
+      bool known = false;
+      std::string names;
+      for (const CLI::App* command : app.get_subcommands({})) {
+        known |= command->check_name(first);
+        names += (names.empty() ? "" : ", ") + command->get_name();
+      }
+      if (!known && first.empty()) {
+        message = "empty command (the commands are " + names + ")";
+      } else if (!known && first[0] != '-') {
+        message = "unknown command '" + first + "' (the commands are " + names + ")";
+      } else if (!known && app.get_option_no_throw(first) == nullptr) {
+        message = "unknown option '" + first + "'";
+      }
+    }
+    std::cerr << "stload: usage error: " << message << "\n"
               << "Run 'stload --help' or 'stload <command> --help' for usage.\n";
     return kExitUsage;
   }

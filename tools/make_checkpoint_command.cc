@@ -74,7 +74,14 @@ Runner AddMakeCheckpointCommand(CLI::App& app) {
       ->type_name("K")
       ->capture_default_str();
   cmd->add_option("--dtype", args->dtype, "Element type of every tensor")->capture_default_str();
-  cmd->add_option("--seed", args->seed, "Seed of the random bytes")
+  // CLI11 would read "-1" into the unsigned seed as 2^64 - 1; refuse a minus sign instead.
+  const CLI::Validator unsigned_integer(
+      [](std::string& text) -> std::string {
+        return text.find('-') == std::string::npos ? "" : "must be a non-negative integer";
+      },
+      "");
+  cmd->add_option("--seed", args->seed, "Seed of the random bytes (a non-negative integer)")
+      ->check(unsigned_integer)
       ->type_name("S")
       ->capture_default_str();
   cmd->add_flag("--force", args->force, "Write into DIR even if it is not empty");

@@ -1,0 +1,136 @@
+// Loading a checkpoint's bytes: a streaming iterator of weights, or straight into caller memory.
+//
+// Both run a pool of reader threads that split the work into chunks (LoadConfig::chunk_bytes), so
+// several files *and* the pieces of one large file are read in parallel. Small tensors that sit
+// next to each other in a file are read together in one request.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <iterator>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "stload/checkpoint.h"
+#include "stload/load_config.h"
+#include "stload/result.h"
+
+namespace stload {
+
+// How the bytes were read (after fallbacks).
+enum class ReadPath { kPread, kMmap, kDirect };
+std::string_view ReadPathName(ReadPath path);  // "pread", "mmap", "direct"
+
+// Called on the thread that drives the load (the one calling Loader::Next or LoadInto), at most
+// about ten times a second and once at the end.
+using ProgressFn = std::function<void(uint64_t bytes_done, uint64_t bytes_total)>;
+
+struct LoadStats {
+  ReadPath read_path = ReadPath::kPread;
+  int threads = 0;                  // reader threads actually started
+  uint64_t bytes_read = 0;          // tensor bytes made available so far
+  uint64_t peak_held_bytes = 0;     // high-water mark of loaded-but-unreleased bytes (streaming)
+  std::vector<std::string> warnings;  // e.g. an O_DIRECT fallback
+};
+
+// One loaded tensor. Its bytes live in memory owned by stload (a pooled buffer, or the file's
+// mapping for the mmap path) that stays valid while this Weight, or a copy of it, lives — even
+// after the Loader is gone. Releasing the last copy gives the memory back to the loader's budget.
+// Copies are cheap (shared ownership). Thread-compatible.
+class Weight {
+ public:
+  Weight() = default;
+  const TensorInfo& info() const { return *info_; }
+  const std::string& name() const { return info_->name; }
+  DType dtype() const { return info_->dtype; }
+  std::span<const uint64_t> shape() const { return info_->shape; }
+  std::span<const std::byte> bytes() const { return {data_, info_->size_bytes()}; }
+  // Something to hold to keep bytes() valid (for bindings that hand the memory on).
+  std::shared_ptr<const void> keep_alive() const { return owner_; }
+
+  // Internal: built by the loader.
+  Weight(const TensorInfo* info, const std::byte* data, std::shared_ptr<const void> owner)
+      : info_(info), data_(data), owner_(std::move(owner)) {}
+
+ private:
+  const TensorInfo* info_ = nullptr;  // owned by the Checkpoint that owner_ keeps alive
+  const std::byte* data_ = nullptr;
+  std::shared_ptr<const void> owner_;
+};
+
+// Streams every weight of a checkpoint in the configured order, reading ahead in parallel up to
+// LoadConfig::memory_limit bytes of unconsumed weights (backpressure: readers wait for the
+// consumer to release weights). Thread-compatible: drive one Loader from one thread at a time.
+// Destroying it cancels outstanding reads and joins the threads; Weights already handed out stay
+// valid.
+class Loader {
+ public:
+  // kInvalidArgument for a bad config.
+  static Result<Loader> Open(const Checkpoint& checkpoint, const LoadConfig& config,
+                             ProgressFn progress = {});
+  Loader(Loader&&) noexcept;
+  Loader& operator=(Loader&&) noexcept;
+  ~Loader();
+
+  // The next weight, std::nullopt at the end, or the first error any reader hit (which names
+  // the file and offset, and cancels the rest). After an error or the end, returns the same.
+  Result<std::optional<Weight>> Next();
+
+  // Statistics so far (safe to call any time from the driving thread).
+  LoadStats stats() const;
+
+  // Range-for over the weights: `for (Weight& w : loader) {...}` stops at the end or at the first
+  // error; check status() after the loop.
+  class Iterator;
+  Iterator begin();
+  std::default_sentinel_t end() { return {}; }
+  const Status& status() const;
+
+  struct Impl;  // opaque
+
+ private:
+  explicit Loader(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+class Loader::Iterator {
+ public:
+  using iterator_category = std::input_iterator_tag;
+  using value_type = Weight;
+  using difference_type = std::ptrdiff_t;
+  explicit Iterator(Loader* loader) : loader_(loader) { Advance(); }
+  Weight& operator*() { return current_; }
+  Weight* operator->() { return &current_; }
+  Iterator& operator++() {
+    Advance();
+    return *this;
+  }
+  void operator++(int) { Advance(); }
+  bool operator==(std::default_sentinel_t) const { return done_; }
+
+ private:
+  void Advance();
+  Loader* loader_;
+  Weight current_;
+  bool done_ = false;
+};
+
+// Where one tensor's bytes go: `bytes` must be exactly the tensor's size.
+struct Destination {
+  uint32_t tensor = 0;  // index into Checkpoint::tensors()
+  std::span<std::byte> bytes;
+};
+
+// Reads each listed tensor straight into the caller's memory, in parallel across and within
+// tensors. With pread (disable_mmap) the file bytes go directly into `bytes`, no intermediate
+// copy; mmap copies from the populated mapping; O_DIRECT reads through small aligned bounce
+// buffers. memory_limit and order do not apply. Returns the first error (naming file and offset);
+// `stats`, if given, is filled in either way.
+Status LoadInto(const Checkpoint& checkpoint, const LoadConfig& config,
+                std::span<const Destination> destinations, ProgressFn progress = {},
+                LoadStats* stats = nullptr);
+
+}  // namespace stload

@@ -1,0 +1,59 @@
+#include "io/direct_io.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <string>
+
+namespace stload::io {
+
+Result<UniqueFd> ReopenDirect(int fd) {
+  const std::string proc = "/proc/self/fd/" + std::to_string(fd);
+  int direct = ::open(proc.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT);
+  if (direct < 0) {
+    if (errno == EINVAL) return UnsupportedError("the filesystem does not support O_DIRECT");
+    return IoError(errno, "open with O_DIRECT");
+  }
+  return UniqueFd(direct);
+}
+
+uint32_t DirectIoAlignment(int fd) {
+  constexpr uint32_t kFallback = 4096;
+#ifdef STATX_DIOALIGN
+  struct statx stx {};
+  if (::statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) == 0 && (stx.stx_mask & STATX_DIOALIGN) &&
+      stx.stx_dio_offset_align != 0) {
+    return std::max({stx.stx_dio_offset_align, stx.stx_dio_mem_align, 512u});
+  }
+#endif
+  (void)fd;
+  return kFallback;
+}
+
+Status PreadDirect(int fd, std::byte* dst, uint64_t offset, uint64_t length, uint64_t file_size,
+                   uint32_t align) {
+  const uint64_t needed = std::min(length, file_size > offset ? file_size - offset : 0);
+  uint64_t done = 0;
+  while (done < needed) {
+    const uint64_t before = done;
+    ssize_t n = ::pread(fd, dst + done, length - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return IoError(errno, "read (O_DIRECT)").WithOffset(offset + done);
+    if (n == 0) {
+      return CorruptError("file ends before the data its header describes").WithOffset(offset + done);
+    }
+    done += static_cast<uint64_t>(n);
+    // A short read that is not at the end of the file leaves `done` unaligned; O_DIRECT cannot
+    // continue from there, so the rest is read again from the aligned position below it.
+    if (done < needed && done % align != 0) done = done / align * align;
+    if (done <= before) {
+      return Status(ErrorCode::kIoError, "O_DIRECT read makes no progress").WithOffset(offset + done);
+    }
+  }
+  return OkStatus();
+}
+
+}  // namespace stload::io

@@ -1,0 +1,181 @@
+// LoadInto: every listed tensor's bytes straight into the caller's memory.
+//
+// All chunks are known up front, so the reader threads just claim the next one with an atomic
+// counter; the calling thread waits and reports progress.
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <thread>
+
+#include "load/read_plan.h"
+#include "load/shard_io.h"
+#include "load/worker_count.h"
+#include "stload/loader.h"
+
+namespace stload {
+namespace {
+
+struct IntoChunk {
+  uint32_t tensor;
+  uint64_t offset;  // within the tensor
+  uint64_t length;
+  std::byte* dst;
+};
+
+// An aligned scratch buffer for O_DIRECT reads whose destination is not aligned.
+class BounceBuffer {
+ public:
+  explicit BounceBuffer(uint64_t size) : size_(size) {
+    void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    data_ = p == MAP_FAILED ? nullptr : static_cast<std::byte*>(p);
+  }
+  ~BounceBuffer() {
+    if (data_) ::munmap(data_, size_);
+  }
+  BounceBuffer(const BounceBuffer&) = delete;
+  BounceBuffer& operator=(const BounceBuffer&) = delete;
+  std::byte* data() const { return data_; }
+
+ private:
+  std::byte* data_;
+  uint64_t size_;
+};
+
+class IntoRun {
+ public:
+  IntoRun(const Checkpoint& checkpoint, const LoadConfig& config, load::ShardFiles files,
+          std::vector<IntoChunk> chunks)
+      : checkpoint_(checkpoint), config_(config), files_(std::move(files)), chunks_(std::move(chunks)) {}
+
+  void Reader() {
+    std::unique_ptr<BounceBuffer> bounce;
+    while (!failed_.load(std::memory_order_relaxed)) {
+      const size_t i = next_.fetch_add(1, std::memory_order_relaxed);
+      if (i >= chunks_.size()) break;
+      const IntoChunk& c = chunks_[i];
+      Status status = ReadOne(c, bounce);
+      if (!status.ok()) {
+        std::lock_guard lock(mu_);
+        if (error_.ok()) error_ = std::move(status).WithTensor(checkpoint_.tensors()[c.tensor].name);
+        failed_ = true;
+        break;
+      }
+      bytes_done_.fetch_add(c.length, std::memory_order_relaxed);
+    }
+    std::lock_guard lock(mu_);
+    if (--running_ == 0) done_cv_.notify_all();
+  }
+
+  Status Run(int threads, const ProgressFn& progress) {
+    running_ = threads;
+    std::vector<std::thread> pool;
+    for (int i = 0; i < threads; ++i) pool.emplace_back([this] { Reader(); });
+    const uint64_t total = TotalBytes();
+    {
+      std::unique_lock lock(mu_);
+      while (running_ > 0) {
+        done_cv_.wait_for(lock, std::chrono::milliseconds(100));
+        if (progress && running_ > 0) {
+          lock.unlock();
+          progress(bytes_done_.load(), total);
+          lock.lock();
+        }
+      }
+    }
+    for (std::thread& t : pool) t.join();
+    if (progress) progress(bytes_done_.load(), total);
+    return error_;
+  }
+
+  uint64_t bytes_done() const { return bytes_done_.load(); }
+
+ private:
+  uint64_t TotalBytes() const {
+    uint64_t total = 0;
+    for (const IntoChunk& c : chunks_) total += c.length;
+    return total;
+  }
+
+  Status ReadOne(const IntoChunk& c, std::unique_ptr<BounceBuffer>& bounce) {
+    const TensorInfo& t = checkpoint_.tensors()[c.tensor];
+    const uint64_t begin = t.file_offset + c.offset;
+    const uint64_t end = begin + c.length;
+    switch (files_.path()) {
+      case ReadPath::kPread:
+        return files_.Read(t.shard, begin, end, c.dst);
+      case ReadPath::kMmap: {
+        STLOAD_RETURN_IF_ERROR(files_.Read(t.shard, begin, end, nullptr));
+        std::memcpy(c.dst, files_[t.shard].map.data() + begin, c.length);
+        return OkStatus();
+      }
+      case ReadPath::kDirect: {
+        const uint64_t align = files_[t.shard].align;
+        const uint64_t a = begin / align * align;
+        const uint64_t e = (end + align - 1) / align * align;
+        if (!bounce) {
+          bounce = std::make_unique<BounceBuffer>(config_.chunk_bytes + 2 * files_.max_align());
+          if (!bounce->data()) return ResourceExhaustedError("cannot allocate an O_DIRECT buffer");
+        }
+        STLOAD_RETURN_IF_ERROR(files_.Read(t.shard, a, e, bounce->data()));
+        std::memcpy(c.dst, bounce->data() + (begin - a), c.length);
+        return OkStatus();
+      }
+    }
+    return InternalError("unknown read path");
+  }
+
+  const Checkpoint& checkpoint_;
+  const LoadConfig& config_;
+  const load::ShardFiles files_;
+  const std::vector<IntoChunk> chunks_;
+  std::atomic<size_t> next_{0};
+  std::atomic<uint64_t> bytes_done_{0};
+  std::atomic<bool> failed_{false};
+  std::mutex mu_;
+  std::condition_variable done_cv_;
+  int running_ = 0;
+  Status error_;
+};
+
+}  // namespace
+
+Status LoadInto(const Checkpoint& checkpoint, const LoadConfig& config,
+                std::span<const Destination> destinations, ProgressFn progress, LoadStats* stats) {
+  STLOAD_RETURN_IF_ERROR(config.Validate());
+  std::span<const TensorInfo> tensors = checkpoint.tensors();
+  std::vector<IntoChunk> chunks;
+  for (const Destination& d : destinations) {
+    if (d.tensor >= tensors.size()) {
+      return InvalidArgumentError("destination for tensor index " + std::to_string(d.tensor) +
+                                  ", but the checkpoint has " + std::to_string(tensors.size()));
+    }
+    const TensorInfo& t = tensors[d.tensor];
+    if (d.bytes.size() != t.size_bytes()) {
+      return InvalidArgumentError("destination holds " + std::to_string(d.bytes.size()) +
+                                  " bytes, the tensor " + std::to_string(t.size_bytes()))
+          .WithTensor(t.name);
+    }
+    for (const load::ByteRange& r : load::SplitRange(0, t.size_bytes(), config.chunk_bytes)) {
+      chunks.push_back({d.tensor, r.begin, r.end - r.begin, d.bytes.data() + r.begin});
+    }
+  }
+  LoadStats local;
+  LoadStats& out = stats ? *stats : local;
+  out = LoadStats{};
+  STLOAD_ASSIGN_OR_RETURN(
+      load::ShardFiles files,
+      load::ShardFiles::Open(checkpoint, load::ShardFiles::RequestedPath(config), out.warnings));
+  out.read_path = files.path();
+  out.threads = load::WorkerCount(config.reader_threads(), chunks.size());
+  IntoRun run(checkpoint, config, std::move(files), std::move(chunks));
+  Status status = run.Run(out.threads, progress);
+  out.bytes_read = run.bytes_done();
+  return status;
+}
+
+}  // namespace stload

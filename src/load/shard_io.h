@@ -1,0 +1,52 @@
+// The open files of a load, prepared for the chosen read path, and the one function that reads a
+// byte range through that path.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "io/mapped_file.h"
+#include "stload/checkpoint.h"
+#include "stload/loader.h"
+#include "util/unique_fd.h"
+
+namespace stload::load {
+
+struct ShardFile {
+  const ShardInfo* info = nullptr;
+  int fd = -1;             // the Checkpoint's buffered descriptor
+  UniqueFd direct_fd;      // kDirect only
+  uint32_t align = 1;      // kDirect: offset, length and memory alignment
+  io::MappedFile map;      // kMmap only
+};
+
+class ShardFiles {
+ public:
+  // The path LoadConfig asks for: direct_io -> kDirect; else disable_mmap -> kPread; else kMmap.
+  static ReadPath RequestedPath(const LoadConfig& config);
+
+  // Prepares every shard for `path`. Where the filesystem refuses O_DIRECT, falls back to kPread
+  // and appends one warning. path() tells what was chosen.
+  static Result<ShardFiles> Open(const Checkpoint& checkpoint, ReadPath path,
+                                 std::vector<std::string>& warnings);
+
+  ReadPath path() const { return path_; }
+  const ShardFile& operator[](uint32_t shard) const { return files_[shard]; }
+  // Largest O_DIRECT alignment over all shards (1 unless kDirect).
+  uint32_t max_align() const { return max_align_; }
+
+  // Reads file bytes [begin, end) of `shard` for the chosen path:
+  //   kPread  into dst (end - begin bytes);
+  //   kDirect into dst, which with begin and end must be aligned to the shard's alignment;
+  //   kMmap   makes the range resident in the mapping (dst unused).
+  // Errors name the file and the offset.
+  Status Read(uint32_t shard, uint64_t begin, uint64_t end, std::byte* dst) const;
+
+ private:
+  ReadPath path_ = ReadPath::kPread;
+  std::vector<ShardFile> files_;
+  uint32_t max_align_ = 1;
+};
+
+}  // namespace stload::load

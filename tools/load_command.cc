@@ -1,0 +1,187 @@
+// `stload load PATH`: load every weight the way a serving engine would, and report the speed.
+//
+// Consumers:
+//   prealloc  destination memory for every tensor is allocated and touched before the clock
+//             starts (reported separately), then the weights are read straight into it (LoadInto);
+//   stream    each weight from the iterator is copied into one reused, pre-touched destination
+//             and released (memory bounded by --memory-limit);
+//   keep      every weight stays in stload's buffers until the end (a state dict in host memory).
+#include <sys/mman.h>
+
+#include <chrono>
+#include <cstring>
+#include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "cli_common.h"
+#include "commands.h"
+#include "progress_bar.h"
+#include "stload/checkpoint.h"
+#include "stload/loader.h"
+
+namespace stload::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct LoadArgs {
+  std::string path;
+  LoadFlags flags;
+  std::string consumer = "prealloc";
+  bool json = false;
+  bool no_progress = false;
+};
+
+// Anonymous memory advised for huge pages and touched once, as an engine's parameter buffers are.
+class TouchedMemory {
+ public:
+  explicit TouchedMemory(uint64_t size) : size_(size) {
+    if (size_ == 0) return;
+    void* p = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return;
+    ::madvise(p, size_, MADV_HUGEPAGE);
+    std::memset(p, 0, size_);
+    data_ = static_cast<std::byte*>(p);
+  }
+  ~TouchedMemory() {
+    if (data_) ::munmap(data_, size_);
+  }
+  TouchedMemory(const TouchedMemory&) = delete;
+  TouchedMemory& operator=(const TouchedMemory&) = delete;
+  std::byte* data() const { return data_; }
+  bool ok() const { return size_ == 0 || data_ != nullptr; }
+
+ private:
+  std::byte* data_ = nullptr;
+  uint64_t size_;
+};
+
+struct Report {
+  uint64_t tensors = 0;
+  uint64_t bytes = 0;
+  double seconds = 0;
+  double setup_seconds = 0;  // prealloc: allocating and touching destinations
+  LoadStats stats;
+};
+
+Status RunPrealloc(const Checkpoint& ckpt, const LoadConfig& config, ProgressFn progress,
+                   Report& report) {
+  const Clock::time_point setup = Clock::now();
+  TouchedMemory memory(ckpt.total_bytes());
+  if (!memory.ok()) return ResourceExhaustedError("cannot allocate the destination memory");
+  std::vector<Destination> destinations;
+  uint64_t offset = 0;
+  for (uint32_t i = 0; i < ckpt.tensors().size(); ++i) {
+    const uint64_t size = ckpt.tensors()[i].size_bytes();
+    destinations.push_back({i, std::span(memory.data() + offset, size)});
+    offset += size;
+  }
+  const Clock::time_point start = Clock::now();
+  report.setup_seconds = std::chrono::duration<double>(start - setup).count();
+  Status status = LoadInto(ckpt, config, destinations, std::move(progress), &report.stats);
+  report.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  report.tensors = destinations.size();
+  report.bytes = report.stats.bytes_read;
+  return status;
+}
+
+Status RunIterator(const Checkpoint& ckpt, const LoadConfig& config, bool keep,
+                   ProgressFn progress, Report& report) {
+  uint64_t largest = 0;
+  for (const TensorInfo& t : ckpt.tensors()) largest = std::max(largest, t.size_bytes());
+  TouchedMemory destination(keep ? 0 : largest);
+  if (!destination.ok()) return ResourceExhaustedError("cannot allocate the destination memory");
+  std::vector<Weight> kept;
+  const Clock::time_point start = Clock::now();
+  STLOAD_ASSIGN_OR_RETURN(Loader loader, Loader::Open(ckpt, config, std::move(progress)));
+  for (Weight& w : loader) {
+    ++report.tensors;
+    report.bytes += w.bytes().size();
+    if (keep) {
+      kept.push_back(std::move(w));
+    } else if (!w.bytes().empty()) {
+      std::memcpy(destination.data(), w.bytes().data(), w.bytes().size());
+    }
+  }
+  report.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  report.stats = loader.stats();
+  return loader.status();
+}
+
+int RunLoad(const LoadArgs& args) {
+  LoadConfig config = args.flags.ToConfig();
+  if (args.consumer != "prealloc" && args.consumer != "stream" && args.consumer != "keep") {
+    throw UsageError{"--consumer must be prealloc, stream or keep"};
+  }
+  // A state dict holds everything: without an explicit limit, do not throttle reading ahead.
+  if (args.consumer == "keep" && args.flags.memory_limit.empty()) config.memory_limit = UINT64_MAX / 2;
+  Result<Checkpoint> ckpt = Checkpoint::Open(args.path);
+  if (!ckpt.ok()) return ReportError(ckpt.status());
+  for (const std::string& w : ckpt->warnings()) Warn(w);
+
+  Report report;
+  Status status;
+  {
+    ProgressBar bar(!args.no_progress && !args.json);
+    status = args.consumer == "prealloc"
+                 ? RunPrealloc(*ckpt, config, bar.Callback(), report)
+                 : RunIterator(*ckpt, config, args.consumer == "keep", bar.Callback(), report);
+  }
+  for (const std::string& w : report.stats.warnings) Warn(w);
+  if (!status.ok()) return ReportError(status);
+
+  const double gbps = report.seconds > 0 ? report.bytes / report.seconds / 1e9 : 0;
+  const uint64_t peak_rss = PeakRssBytes();
+  if (args.json) {
+    nlohmann::ordered_json out = {
+        {"path", args.path},
+        {"consumer", args.consumer},
+        {"read_path", std::string(ReadPathName(report.stats.read_path))},
+        {"threads", report.stats.threads},
+        {"order", std::string(LoadOrderName(config.order))},
+        {"tensors", report.tensors},
+        {"bytes", report.bytes},
+        {"seconds", report.seconds},
+        {"gb_per_s", gbps},
+        {"setup_seconds", report.setup_seconds},
+        {"peak_rss_bytes", peak_rss},
+        {"peak_held_bytes", report.stats.peak_held_bytes},
+    };
+    std::cout << out.dump(2) << "\n";
+  } else {
+    std::printf("loaded %llu tensors, %s in %.3f s: %.2f GB/s\n",
+                static_cast<unsigned long long>(report.tensors), FormatBytes(report.bytes).c_str(),
+                report.seconds, gbps);
+    std::printf("consumer %s, read path %s, %d threads, order %s\n", args.consumer.c_str(),
+                std::string(ReadPathName(report.stats.read_path)).c_str(), report.stats.threads,
+                std::string(LoadOrderName(config.order)).c_str());
+    if (args.consumer == "prealloc") {
+      std::printf("destination allocated and touched in %.3f s (not counted above)\n",
+                  report.setup_seconds);
+    }
+    std::printf("peak RSS %s\n", FormatBytes(peak_rss).c_str());
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+Runner AddLoadCommand(CLI::App& app) {
+  auto args = std::make_shared<LoadArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "load", "Load every weight and report tensors, bytes, seconds, GB/s and peak RSS");
+  cmd->add_option("PATH", args->path,
+                  "A .safetensors file, a directory of shards, or model.safetensors.index.json")
+      ->required();
+  args->flags.AddTo(*cmd);
+  cmd->add_option("--consumer", args->consumer,
+                  "prealloc: read into preallocated, touched memory; stream: copy each weight "
+                  "into a reused buffer and release it; keep: hold every weight")
+      ->capture_default_str();
+  cmd->add_flag("--json", args->json, "Print the report as one JSON object");
+  cmd->add_flag("--no-progress", args->no_progress, "No progress bar on stderr");
+  return [args] { return RunLoad(*args); };
+}
+
+}  // namespace stload::cli
