@@ -31,7 +31,7 @@ struct LoadFlags {
   bool direct_io = false;
   std::string memory_limit;  // size string, empty if not given
   std::string order;         // natural|index|file|any, empty if not given
-  std::string extra_config;  // JSON, empty if not given
+  std::optional<std::string> extra_config;  // JSON, if given (an empty value is invalid JSON)
 
   void AddTo(CLI::App& command);
   // --extra-config first, then the explicit flags on top. A bad value is a UsageError.

@@ -147,6 +147,7 @@ int RunLoad(const LoadArgs& args) {
         {"setup_seconds", report.setup_seconds},
         {"peak_rss_bytes", peak_rss},
         {"peak_held_bytes", report.stats.peak_held_bytes},
+        {"fresh_bytes", report.stats.fresh_bytes},
     };
     std::cout << out.dump(2) << "\n";
   } else {

@@ -33,6 +33,7 @@ struct LoadStats {
   int threads = 0;                  // reader threads actually started
   uint64_t bytes_read = 0;          // tensor bytes made available so far
   uint64_t peak_held_bytes = 0;     // high-water mark of loaded-but-unreleased bytes (streaming)
+  uint64_t fresh_bytes = 0;         // buffer memory newly allocated rather than reused (streaming)
   std::vector<std::string> warnings;  // e.g. an O_DIRECT fallback
 };
 

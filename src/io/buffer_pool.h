@@ -1,9 +1,15 @@
-// Page-aligned memory for loaded weights, reused as the consumer releases it.
+// Memory for loaded weights: one arena, reused as the consumer releases weights.
 //
-// Why a pool: the first write to freshly allocated memory costs a page fault per page (on the
-// machines we measured, ~0.3 GB/s with 4 KiB pages), while writing into memory that was already
-// touched runs at memory speed. So buffers go back to the pool, not to the kernel, and large ones
-// are advised for transparent huge pages (one fault per 2 MiB).
+// Why: the first write to freshly allocated memory costs a page fault per page (measured on the
+// development VMs at ~0.3 GB/s with 4 KiB pages), while writing into memory already touched runs
+// at memory speed. So buffers come from a single arena of at most memory_limit bytes, advised for
+// transparent huge pages; each byte of it is faulted in once and then reused for weight after
+// weight. Placement is first-fit with coalescing, which behaves like a ring buffer when weights
+// are released in about the order they were loaded (the streaming case).
+//
+// A block that cannot fit while other blocks are in flight waits (the loader's backpressure); one
+// that cannot fit when nothing else is in flight gets dedicated memory, so loading always
+// progresses, even when the consumer keeps every weight.
 #pragma once
 
 #include <cstddef>
@@ -16,34 +22,39 @@ namespace stload::io {
 struct Buffer {
   std::byte* data = nullptr;
   uint64_t capacity = 0;
+  bool dedicated = false;  // own mapping, not in the arena
 };
 
 class BufferPool {
  public:
-  // The pool keeps released buffers while all its memory (in use + cached) stays within
-  // `keep_bytes`; beyond that, released buffers go back to the kernel.
-  explicit BufferPool(uint64_t keep_bytes) : keep_bytes_(keep_bytes) {}
+  // An arena of `arena_bytes` (rounded up to `granule`, a power of two >= 4096 that every buffer's
+  // address and capacity is a multiple of). Only address space is reserved up front.
+  BufferPool(uint64_t arena_bytes, uint64_t granule);
   ~BufferPool();
   BufferPool(const BufferPool&) = delete;
   BufferPool& operator=(const BufferPool&) = delete;
 
-  // A buffer of at least `size` bytes (size > 0), aligned to 4096: a cached one if one fits
-  // (capacity at most twice `size`), else new memory. Returns {nullptr, 0} when out of memory.
-  // Thread-safe.
-  Buffer Acquire(uint64_t size);
-  // Gives a buffer from Acquire back. Thread-safe.
+  // A buffer of at least `size` bytes (> 0) from the arena, or {} if no free range fits now.
+  Buffer TryAcquire(uint64_t size);
+  // A buffer of its own (fresh memory), or {} when out of memory.
+  Buffer AcquireDedicated(uint64_t size);
+  // Returns a buffer from either Acquire.
   void Release(Buffer buffer);
 
-  uint64_t total_bytes() const;  // in use + cached
+  // New memory faulted in so far: the arena's high-water mark plus dedicated buffers. With reuse
+  // working, this stays near the arena size however large the checkpoint.
+  uint64_t fresh_bytes() const;
 
  private:
-  static Buffer Allocate(uint64_t capacity);
-  static void Free(Buffer buffer);
+  uint64_t RoundUp(uint64_t n) const { return (n + granule_ - 1) & ~(granule_ - 1); }
 
-  const uint64_t keep_bytes_;
+  const uint64_t granule_;
+  uint64_t arena_bytes_ = 0;
+  std::byte* arena_ = nullptr;
   mutable std::mutex mu_;
-  std::multimap<uint64_t, std::byte*> free_;  // capacity -> buffer
-  uint64_t total_ = 0;
+  std::map<uint64_t, uint64_t> free_;  // offset -> length, coalesced
+  uint64_t high_water_ = 0;
+  uint64_t dedicated_bytes_ = 0;
 };
 
 }  // namespace stload::io

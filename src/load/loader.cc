@@ -35,6 +35,14 @@ struct Chunk {
 };
 
 uint64_t AlignDown(uint64_t n, uint64_t a) { return n / a * a; }
+
+// The arena never needs to be larger than the checkpoint (plus O_DIRECT's aligned edges), and the
+// mmap path reads into the page cache, not into buffers.
+uint64_t ArenaBytes(const LoadConfig& config, const Checkpoint& checkpoint) {
+  if (!config.direct_io && !config.disable_mmap) return 0;
+  const uint64_t slack = 2 * 4096 * (checkpoint.tensors().size() + 1);
+  return std::min(config.memory_limit, checkpoint.total_bytes() + slack);
+}
 uint64_t AlignUp(uint64_t n, uint64_t a) { return (n + a - 1) / a * a; }
 
 }  // namespace
@@ -77,7 +85,7 @@ struct Shared : std::enable_shared_from_this<Shared> {
         config(cfg),
         plan(std::move(p)),
         files(std::move(f)),
-        pool(cfg.memory_limit),
+        pool(ArenaBytes(cfg, checkpoint), std::max<uint64_t>(4096, files.max_align())),
         blocks(plan.blocks.size()) {}
 
   const Checkpoint checkpoint;
@@ -120,7 +128,9 @@ struct Shared : std::enable_shared_from_this<Shared> {
       if (files.path() == ReadPath::kMmap) {
         b.data = files[pb.shard].map.data() + pb.file_begin;
       } else if (need > 0) {
-        b.buffer = pool.Acquire(need);
+        b.buffer = pool.TryAcquire(need);
+        if (!b.buffer.data && in_flight > 0) break;  // wait for memory to come back
+        if (!b.buffer.data) b.buffer = pool.AcquireDedicated(need);
         if (!b.buffer.data) {
           Fail(ResourceExhaustedError("cannot allocate " + std::to_string(need) +
                                       " bytes for the tensors read next")
@@ -353,6 +363,7 @@ LoadStats Loader::stats() const {
   std::lock_guard lock(impl_->shared->mu);
   stats.bytes_read = impl_->shared->bytes_read;
   stats.peak_held_bytes = impl_->shared->peak_held;
+  stats.fresh_bytes = impl_->shared->pool.fresh_bytes();
   return stats;
 }
 

@@ -24,17 +24,18 @@ uint64_t SplitMix64(uint64_t& state) {
 
 uint64_t RoundUp(uint64_t n, uint64_t to) { return (n + to - 1) / to * to; }
 
-// Llama-3-like proportions: kv = h/4 (grouped-query attention), intermediate = 3.5h.
+// Llama-like proportions: grouped-query attention with kv = h/4, intermediate = 3.5h, a 32000-token
+// vocabulary, and at least 24 layers where the size allows (real models have 16 to 126).
 std::vector<TensorSpec> LlamaTensors(uint64_t params, DType dtype) {
   const uint64_t kHidden[] = {64, 128, 256, 512, 1024, 2048, 3072, 4096, 5120, 8192};
   uint64_t h = kHidden[0];
   for (uint64_t candidate : kHidden) {
-    if ((13 * candidate * candidate + 2 * candidate) * 8 <= params) h = candidate;
+    if ((13 * candidate * candidate + 2 * candidate) * 24 <= params) h = candidate;
   }
   const uint64_t kv = h / 4;
   const uint64_t inter = RoundUp(h * 7 / 2, 64);
   const uint64_t per_layer = 2 * h * h + 2 * h * kv + 3 * h * inter + 2 * h;
-  uint64_t vocab = 128256;
+  uint64_t vocab = 32000;
   if (2 * vocab * h > params / 4) vocab = std::max<uint64_t>(64, (params / 4) / (2 * h) / 64 * 64);
   const uint64_t embed = 2 * vocab * h + h;
   const uint64_t layers = params > embed + per_layer ? (params - embed) / per_layer : 1;
