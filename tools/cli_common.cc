@@ -19,6 +19,8 @@ void LoadFlags::AddTo(CLI::App& command) {
       ->type_name("N");
   command.add_flag("--no-mmap", no_mmap, "Read with pread instead of mmap (disable_mmap)");
   command.add_flag("--direct-io", direct_io, "Read with O_DIRECT, bypassing the page cache");
+  command.add_flag("--io-uring", io_uring,
+                   "Submit pread/O_DIRECT reads through io_uring, many in flight per thread");
   command.add_option("--memory-limit", memory_limit,
                      "Most bytes of loaded, unconsumed weights held at once (e.g. 512MiB)")
       ->type_name("SIZE");
@@ -44,6 +46,7 @@ LoadConfig LoadFlags::ToConfig() const {
   }
   if (no_mmap) config.disable_mmap = true;
   if (direct_io) config.direct_io = true;
+  if (io_uring) config.io_uring = true;
   if (!memory_limit.empty()) {
     Result<uint64_t> bytes = ParseByteSize(memory_limit);
     if (!bytes.ok()) throw UsageError{"--memory-limit: " + bytes.status().reason()};

@@ -29,6 +29,7 @@ struct LoadFlags {
   std::optional<int> threads;
   bool no_mmap = false;
   bool direct_io = false;
+  bool io_uring = false;
   std::string memory_limit;  // size string, empty if not given
   std::string order;         // natural|index|file|any, empty if not given
   std::optional<std::string> extra_config;  // JSON, if given (an empty value is invalid JSON)

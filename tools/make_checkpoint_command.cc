@@ -23,7 +23,7 @@ struct MakeArgs {
 int RunMake(const MakeArgs& args) {
   synth::Spec spec;
   std::optional<synth::Preset> preset = synth::ParsePreset(args.preset);
-  if (!preset) throw UsageError{"--preset must be llama, single-file or many-small"};
+  if (!preset) throw UsageError{"--preset must be llama, single-file, many-small or deepseek"};
   spec.preset = *preset;
   Result<uint64_t> total = ParseByteSize(args.total);
   if (!total.ok()) throw UsageError{"--total: " + total.status().reason()};
@@ -63,13 +63,14 @@ Runner AddMakeCheckpointCommand(CLI::App& app) {
       "for a seed)");
   cmd->add_option("DIR", args->dir, "Directory to write (created if missing)")->required();
   cmd->add_option("--preset", args->preset,
-                  "llama: K shards + index; single-file: one model.safetensors; many-small: "
+                  "llama: K shards + index; single-file: one model.safetensors; deepseek: FP8 "
+                  "MoE with F32 block scales, K shards + index; many-small: "
                   "512-byte tensors in K shards + index")
       ->capture_default_str();
   cmd->add_option("--total", args->total, "Approximate total tensor bytes, e.g. 4GiB")
       ->type_name("SIZE")
       ->capture_default_str();
-  cmd->add_option("--shards", args->shards, "Number of shards (llama, many-small)")
+  cmd->add_option("--shards", args->shards, "Number of shards (llama, deepseek, many-small)")
       ->check(CLI::Range(1, 100000))
       ->type_name("K")
       ->capture_default_str();

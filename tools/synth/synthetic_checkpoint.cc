@@ -73,6 +73,59 @@ std::vector<TensorSpec> ManySmallTensors(uint64_t params, DType dtype) {
   return t;
 }
 
+// DeepSeek-V3-like mixture of experts: FP8 (F8_E4M3) projection weights, each with an F32
+// "weight_scale_inv" holding one scale per 128x128 block; BF16 norms, router and embeddings.
+// 16 routed experts and one shared expert per layer, at least 16 layers where the size allows.
+std::vector<TensorSpec> DeepSeekTensors(uint64_t total_bytes) {
+  constexpr uint64_t kExperts = 16;
+  constexpr uint64_t kBlock = 128;
+  const uint64_t kHidden[] = {256, 512, 1024, 2048, 4096, 7168};
+  auto layer_bytes = [&](uint64_t h) {
+    const uint64_t m = h / 2;
+    return 2 * h * h + 2 * h * (h / 4) + (kExperts + 1) * 3 * h * m + kExperts * h * 2 + 4 * h;
+  };
+  uint64_t h = kHidden[0];
+  for (uint64_t candidate : kHidden) {
+    if (layer_bytes(candidate) * 16 <= total_bytes) h = candidate;
+  }
+  const uint64_t m = h / 2;
+  uint64_t vocab = 32000;
+  if (4 * vocab * h > total_bytes / 4) vocab = std::max<uint64_t>(kBlock, total_bytes / 16 / (4 * h) / 64 * 64);
+  const uint64_t embed_bytes = 4 * vocab * h;
+  const uint64_t layers =
+      std::max<uint64_t>(1, total_bytes > embed_bytes ? (total_bytes - embed_bytes) / layer_bytes(h) : 1);
+  auto blocks = [](uint64_t n) { return (n + kBlock - 1) / kBlock; };
+
+  std::vector<TensorSpec> t;
+  auto fp8 = [&](const std::string& name, uint64_t out, uint64_t in) {
+    t.push_back({name + ".weight", DType::kF8E4M3, {out, in}});
+    t.push_back({name + ".weight_scale_inv", DType::kF32, {blocks(out), blocks(in)}});
+  };
+  t.push_back({"model.embed_tokens.weight", DType::kBF16, {vocab, h}});
+  for (uint64_t l = 0; l < layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    t.push_back({p + "input_layernorm.weight", DType::kBF16, {h}});
+    fp8(p + "self_attn.q_proj", h, h);
+    fp8(p + "self_attn.kv_a_proj_with_mqa", h / 4, h);
+    fp8(p + "self_attn.kv_b_proj", h, h / 4);
+    fp8(p + "self_attn.o_proj", h, h);
+    t.push_back({p + "post_attention_layernorm.weight", DType::kBF16, {h}});
+    t.push_back({p + "mlp.gate.weight", DType::kBF16, {kExperts, h}});
+    for (uint64_t e = 0; e < kExperts; ++e) {
+      const std::string x = p + "mlp.experts." + std::to_string(e) + ".";
+      fp8(x + "gate_proj", m, h);
+      fp8(x + "up_proj", m, h);
+      fp8(x + "down_proj", h, m);
+    }
+    fp8(p + "mlp.shared_experts.gate_proj", m, h);
+    fp8(p + "mlp.shared_experts.up_proj", m, h);
+    fp8(p + "mlp.shared_experts.down_proj", h, m);
+  }
+  t.push_back({"model.norm.weight", DType::kBF16, {h}});
+  t.push_back({"lm_head.weight", DType::kBF16, {vocab, h}});
+  return t;
+}
+
 std::string ShardName(uint32_t i, uint32_t k) {
   char name[64];
   std::snprintf(name, sizeof name, "model-%05u-of-%05u.safetensors", i + 1, k);
@@ -120,6 +173,7 @@ std::optional<Preset> ParsePreset(std::string_view name) {
   if (name == "llama") return Preset::kLlama;
   if (name == "single-file") return Preset::kSingleFile;
   if (name == "many-small") return Preset::kManySmall;
+  if (name == "deepseek") return Preset::kDeepSeek;
   return std::nullopt;
 }
 
@@ -132,13 +186,17 @@ uint64_t SpecBytes(const TensorSpec& tensor) {
 Result<std::vector<TensorSpec>> PlanTensors(const Spec& spec) {
   const uint64_t bits = DTypeBits(spec.dtype);
   const uint64_t params = spec.total_bytes * 8 / bits;
-  std::vector<TensorSpec> tensors = spec.preset == Preset::kManySmall
-                                        ? ManySmallTensors(params, spec.dtype)
-                                        : LlamaTensors(params, spec.dtype);
+  std::vector<TensorSpec> tensors;
+  switch (spec.preset) {
+    case Preset::kManySmall: tensors = ManySmallTensors(params, spec.dtype); break;
+    case Preset::kDeepSeek: tensors = DeepSeekTensors(spec.total_bytes); break;
+    case Preset::kLlama:
+    case Preset::kSingleFile: tensors = LlamaTensors(params, spec.dtype); break;
+  }
   for (const TensorSpec& t : tensors) {
     uint64_t elements = 1;
     for (uint64_t d : t.shape) elements *= d;
-    if (elements * bits % 8 != 0) {
+    if (elements * DTypeBits(t.dtype) % 8 != 0) {
       return InvalidArgumentError("tensor '" + t.name + "' would not be a whole number of bytes");
     }
   }

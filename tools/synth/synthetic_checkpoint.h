@@ -17,9 +17,10 @@ enum class Preset {
   kLlama,       // Llama-3-style decoder, scaled to the total size, in K shards plus an index
   kSingleFile,  // the same tensors in one model.safetensors, no index
   kManySmall,   // many 512-byte tensors (MoE-expert-like names), in K shards plus an index
+  kDeepSeek,    // DeepSeek-V3-like MoE: F8_E4M3 weights with F32 block scales (ignores dtype)
 };
 
-// "llama", "single-file", "many-small".
+// "llama", "single-file", "many-small", "deepseek".
 std::optional<Preset> ParsePreset(std::string_view name);
 
 struct Spec {
