@@ -209,21 +209,26 @@ Result<std::vector<TensorSpec>> PlanTensors(const Spec& spec) {
 
 std::string SerializeHeader(std::span<const TensorSpec> tensors,
                             std::span<const std::pair<std::string, std::string>> metadata) {
-  nlohmann::ordered_json json = nlohmann::ordered_json::object();
+  // Built entry by entry (nlohmann only quotes strings): an ordered_json object looks keys up
+  // linearly, which made 100,000-tensor headers quadratic.
+  std::string text = "{";
   if (!metadata.empty()) {
     nlohmann::ordered_json meta = nlohmann::ordered_json::object();
     for (const auto& [key, value] : metadata) meta[key] = value;
-    json["__metadata__"] = std::move(meta);
+    text += "\"__metadata__\":" + meta.dump();
   }
   uint64_t offset = 0;
   for (const TensorSpec& t : tensors) {
     const uint64_t size = SpecBytes(t);
-    json[t.name] = {{"dtype", std::string(DTypeName(t.dtype))},
-                    {"shape", t.shape},
-                    {"data_offsets", {offset, offset + size}}};
+    if (text.size() > 1) text += ',';
+    text += nlohmann::json(t.name).dump();
+    text += ":{\"dtype\":\"";
+    text += DTypeName(t.dtype);
+    text += "\",\"shape\":" + nlohmann::json(t.shape).dump();
+    text += ",\"data_offsets\":[" + std::to_string(offset) + "," + std::to_string(offset + size) + "]}";
     offset += size;
   }
-  std::string text = json.dump();
+  text += '}';
   text.append((8 - text.size() % 8) % 8, ' ');
   std::string out(8, '\0');
   uint64_t n = text.size();
@@ -252,7 +257,7 @@ Result<Summary> WriteCheckpoint(const std::string& dir, const Spec& spec) {
 
   // Contiguous groups of about total/K bytes each, at least one tensor per shard.
   const uint32_t k = spec.shards;
-  nlohmann::ordered_json weight_map = nlohmann::ordered_json::object();
+  std::string weight_map;  // the index's "weight_map" entries, in tensor order
   size_t i = 0;
   uint64_t written = 0;
   for (uint32_t s = 0; s < k; ++s) {
@@ -265,14 +270,16 @@ Result<Summary> WriteCheckpoint(const std::string& dir, const Spec& spec) {
     } while (i < tensors.size() - must_leave && (written < target || s + 1 == k));
     const std::string name = ShardName(s, k);
     std::span<const TensorSpec> group(tensors.data() + first, i - first);
-    for (const TensorSpec& t : group) weight_map[t.name] = name;
+    for (const TensorSpec& t : group) {
+      weight_map += weight_map.empty() ? "\n    " : ",\n    ";
+      weight_map += nlohmann::json(t.name).dump() + ": \"" + name + "\"";
+    }
     uint64_t seed = spec.seed ^ (0x5851F42D4C957F2Dull * (s + 1));
     STLOAD_RETURN_IF_ERROR(WriteShard(dir + "/" + name, group, SplitMix64(seed), buffer));
     summary.files.push_back(name);
   }
-  nlohmann::ordered_json index = {{"metadata", {{"total_size", total}}},
-                                  {"weight_map", std::move(weight_map)}};
-  const std::string text = index.dump(2) + "\n";
+  const std::string text = "{\n  \"metadata\": {\"total_size\": " + std::to_string(total) +
+                           "},\n  \"weight_map\": {" + weight_map + "\n  }\n}\n";
   const std::string index_path = dir + "/model.safetensors.index.json";
   int fd = ::open(index_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return IoError(errno, "create").WithPath(index_path);
