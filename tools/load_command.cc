@@ -138,6 +138,7 @@ int RunLoad(const LoadArgs& args) {
         {"path", args.path},
         {"consumer", args.consumer},
         {"read_path", std::string(ReadPathName(report.stats.read_path))},
+        {"io_uring", report.stats.io_uring},
         {"threads", report.stats.threads},
         {"order", std::string(LoadOrderName(config.order))},
         {"tensors", report.tensors},
@@ -154,8 +155,9 @@ int RunLoad(const LoadArgs& args) {
     std::printf("loaded %llu tensors, %s in %.3f s: %.2f GB/s\n",
                 static_cast<unsigned long long>(report.tensors), FormatBytes(report.bytes).c_str(),
                 report.seconds, gbps);
-    std::printf("consumer %s, read path %s, %d threads, order %s\n", args.consumer.c_str(),
-                std::string(ReadPathName(report.stats.read_path)).c_str(), report.stats.threads,
+    std::printf("consumer %s, read path %s%s, %d threads, order %s\n", args.consumer.c_str(),
+                std::string(ReadPathName(report.stats.read_path)).c_str(),
+                report.stats.io_uring ? " (io_uring)" : "", report.stats.threads,
                 std::string(LoadOrderName(config.order)).c_str());
     if (args.consumer == "prealloc") {
       std::printf("destination allocated and touched in %.3f s (not counted above)\n",

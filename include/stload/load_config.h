@@ -35,6 +35,11 @@ struct LoadConfig {
   // Open files with O_DIRECT and read into aligned buffers; where the filesystem refuses O_DIRECT,
   // stload falls back to buffered reads with one warning.
   bool direct_io = false;
+  // Submit the pread or O_DIRECT reads through io_uring, many in flight per thread
+  // (uring_depth); where io_uring is unavailable, fall back to pread with one warning. The mmap
+  // path does not use it.
+  bool io_uring = false;
+  uint32_t uring_depth = 16;  // 1 to 4096
   // Large tensors are read in pieces of this many bytes, so one big file still keeps every thread
   // busy. >= 4096.
   uint64_t chunk_bytes = 16ull << 20;

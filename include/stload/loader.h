@@ -30,6 +30,7 @@ using ProgressFn = std::function<void(uint64_t bytes_done, uint64_t bytes_total)
 
 struct LoadStats {
   ReadPath read_path = ReadPath::kPread;
+  bool io_uring = false;            // reads were submitted through io_uring
   int threads = 0;                  // reader threads actually started
   uint64_t bytes_read = 0;          // tensor bytes made available so far
   uint64_t peak_held_bytes = 0;     // high-water mark of loaded-but-unreleased bytes (streaming)
@@ -127,8 +128,9 @@ struct Destination {
 
 // Reads each listed tensor straight into the caller's memory, in parallel across and within
 // tensors. With pread (disable_mmap) the file bytes go directly into `bytes`, no intermediate
-// copy; mmap copies from the populated mapping; O_DIRECT reads through small aligned bounce
-// buffers. memory_limit and order do not apply. Returns the first error (naming file and offset);
+// copy (with io_uring too); mmap copies from the populated mapping; O_DIRECT reads through small
+// aligned bounce buffers, one read at a time per thread (io_uring is not used there).
+// memory_limit and order do not apply. Returns the first error (naming file and offset);
 // `stats`, if given, is filled in either way.
 Status LoadInto(const Checkpoint& checkpoint, const LoadConfig& config,
                 std::span<const Destination> destinations, ProgressFn progress = {},

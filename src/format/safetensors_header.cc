@@ -117,7 +117,13 @@ Status ReadMetadata(dom::element value, Header& header) {
 // Rule 4: the JSON text into tensors and metadata, no offset checks yet. The DOM parser validates
 // the whole text (UTF-8, grammar, nothing after the object) before anything is read from it.
 Status ReadJson(std::string_view text, Header& header) {
-  dom::parser parser;
+  // simdjson's parser keeps its buffers (several bytes per byte of JSON) between documents; reuse
+  // saves allocating and first-touching them for every shard. Only parsers sized for ordinary
+  // headers are kept, so one huge header does not pin hundreds of MB for the thread's life.
+  constexpr size_t kKeepParserBytes = 32u << 20;
+  thread_local dom::parser reused_parser;
+  dom::parser one_off_parser;
+  dom::parser& parser = text.size() <= kKeepParserBytes ? reused_parser : one_off_parser;
   simdjson::padded_string padded(text);
   dom::element root;
   simdjson::error_code err = parser.parse(padded).get(root);

@@ -50,6 +50,13 @@ Status PreadDirect(int fd, std::byte* dst, uint64_t offset, uint64_t length, uin
     // continue from there, so the rest is read again from the aligned position below it.
     if (done < needed && done % align != 0) done = done / align * align;
     if (done <= before) {
+      // Less than one aligned block came back: the file ends inside it, before `needed` (it
+      // shrank since it was opened), the same corruption PreadFull reports.
+      struct stat st {};
+      if (::fstat(fd, &st) == 0 && static_cast<uint64_t>(st.st_size) < offset + needed) {
+        return CorruptError("file ends before the data its header describes")
+            .WithOffset(before + offset + static_cast<uint64_t>(n));
+      }
       return Status(ErrorCode::kIoError, "O_DIRECT read makes no progress").WithOffset(offset + done);
     }
   }

@@ -67,6 +67,9 @@ Status LoadConfig::Validate() const {
                                 std::to_string(chunk_bytes));
   }
   if (memory_limit < 1) return InvalidArgumentError("memory_limit must be at least 1 byte");
+  if (uring_depth < 1 || uring_depth > 4096) {
+    return InvalidArgumentError("uring_depth must be from 1 to 4096");
+  }
   return OkStatus();
 }
 
@@ -93,6 +96,14 @@ Result<LoadConfig> LoadConfig::from_json(std::string_view text) {
       STLOAD_ASSIGN_OR_RETURN(config.disable_mmap, GetBool(key, field.value));
     } else if (key == "direct_io") {
       STLOAD_ASSIGN_OR_RETURN(config.direct_io, GetBool(key, field.value));
+    } else if (key == "io_uring") {
+      STLOAD_ASSIGN_OR_RETURN(config.io_uring, GetBool(key, field.value));
+    } else if (key == "uring_depth") {
+      int64_t n = 0;
+      if (field.value.get_int64().get(n) || n < 1 || n > 4096) {
+        return KeyError(key, "must be an integer from 1 to 4096");
+      }
+      config.uring_depth = static_cast<uint32_t>(n);
     } else if (key == "num_threads") {
       int64_t n = 0;
       if (field.value.get_int64().get(n)) return KeyError(key, "must be an integer >= 1");
@@ -113,7 +124,8 @@ Result<LoadConfig> LoadConfig::from_json(std::string_view text) {
       config.order = *order;
     } else {
       return KeyError(key, "unknown key (known: enable_multithread_load, num_threads, "
-                           "disable_mmap, direct_io, chunk_bytes, memory_limit, order)");
+                           "disable_mmap, direct_io, io_uring, uring_depth, chunk_bytes, "
+                           "memory_limit, order)");
     }
   }
   return config;

@@ -53,21 +53,10 @@ class IntoRun {
       : checkpoint_(checkpoint), config_(config), files_(std::move(files)), chunks_(std::move(chunks)) {}
 
   void Reader() {
-    std::unique_ptr<BounceBuffer> bounce;
-    while (!failed_.load(std::memory_order_relaxed)) {
-      const size_t i = next_.fetch_add(1, std::memory_order_relaxed);
-      if (i >= chunks_.size()) break;
-      const IntoChunk& c = chunks_[i];
-      Status status = ReadOne(c, bounce);
-      if (!status.ok()) {
-        std::lock_guard lock(mu_);
-        if (error_.ok()) error_ = std::move(status).WithTensor(checkpoint_.tensors()[c.tensor].name);
-        failed_ = true;
-        break;
-      }
-      bytes_done_.fetch_add(c.length, std::memory_order_relaxed);
-    }
+    Status status = files_.uring() && files_.path() == ReadPath::kPread ? ReadWithUring()
+                                                                        : ReadOneByOne();
     std::lock_guard lock(mu_);
+    if (!status.ok() && error_.ok()) error_ = std::move(status);
     if (--running_ == 0) done_cv_.notify_all();
   }
 
@@ -99,6 +88,56 @@ class IntoRun {
     uint64_t total = 0;
     for (const IntoChunk& c : chunks_) total += c.length;
     return total;
+  }
+
+  Status Claimed(const IntoChunk& c, Status status) {
+    if (status.ok()) {
+      bytes_done_.fetch_add(c.length, std::memory_order_relaxed);
+      return status;
+    }
+    failed_ = true;
+    return std::move(status).WithTensor(checkpoint_.tensors()[c.tensor].name);
+  }
+
+  Status ReadOneByOne() {
+    std::unique_ptr<BounceBuffer> bounce;
+    while (!failed_.load(std::memory_order_relaxed)) {
+      const size_t i = next_.fetch_add(1, std::memory_order_relaxed);
+      if (i >= chunks_.size()) break;
+      STLOAD_RETURN_IF_ERROR(Claimed(chunks_[i], ReadOne(chunks_[i], bounce)));
+    }
+    return OkStatus();
+  }
+
+  // Buffered reads straight into the destinations, up to uring_depth in flight.
+  Status ReadWithUring() {
+    STLOAD_ASSIGN_OR_RETURN(std::unique_ptr<io::UringReader> ring,
+                            io::UringReader::Create(config_.uring_depth));
+    std::vector<size_t> batch;
+    std::vector<io::ReadRequest> requests;
+    while (!failed_.load(std::memory_order_relaxed)) {
+      batch.clear();
+      requests.clear();
+      while (batch.size() < ring->depth()) {
+        const size_t i = next_.fetch_add(1, std::memory_order_relaxed);
+        if (i >= chunks_.size()) break;
+        const IntoChunk& c = chunks_[i];
+        const TensorInfo& t = checkpoint_.tensors()[c.tensor];
+        batch.push_back(i);
+        requests.push_back(files_.Request(t.shard, t.file_offset + c.offset,
+                                          t.file_offset + c.offset + c.length, c.dst));
+      }
+      if (batch.empty()) break;
+      size_t failed = 0;
+      Status status = ring->ReadAll(requests, &failed);
+      if (!status.ok()) {
+        const IntoChunk& c = chunks_[batch[failed]];
+        return Claimed(c, std::move(status).WithPath(
+                              files_[checkpoint_.tensors()[c.tensor].shard].info->path));
+      }
+      for (size_t i : batch) (void)Claimed(chunks_[i], OkStatus());
+    }
+    return OkStatus();
   }
 
   Status ReadOne(const IntoChunk& c, std::unique_ptr<BounceBuffer>& bounce) {
@@ -169,8 +208,10 @@ Status LoadInto(const Checkpoint& checkpoint, const LoadConfig& config,
   out = LoadStats{};
   STLOAD_ASSIGN_OR_RETURN(
       load::ShardFiles files,
-      load::ShardFiles::Open(checkpoint, load::ShardFiles::RequestedPath(config), out.warnings));
+      load::ShardFiles::Open(checkpoint, load::ShardFiles::RequestedPath(config), config.io_uring,
+                             out.warnings));
   out.read_path = files.path();
+  out.io_uring = files.uring() && files.path() == ReadPath::kPread;
   out.threads = load::WorkerCount(config.reader_threads(), chunks.size());
   IntoRun run(checkpoint, config, std::move(files), std::move(chunks));
   Status status = run.Run(out.threads, progress);

@@ -8,7 +8,9 @@
 //
 // Admission in delivery order means the next tensor the consumer waits for is always admitted
 // before any later one, so a small memory_limit slows the load but cannot stall it. A block that
-// alone exceeds the limit is admitted when nothing else is in flight.
+// does not fit is admitted only when nothing else is in flight and nothing is held (so a block
+// larger than the limit is held alone), or when the consumer waits for it while it keeps earlier
+// weights (so a consumer that keeps everything still finishes).
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
@@ -108,8 +110,11 @@ struct Shared : std::enable_shared_from_this<Shared> {
   bool cancelled = false;
   Status error;
 
-  // Admits blocks while they fit. Caller holds mu.
-  void Admit() {
+  // Admits blocks while they fit. One that does not fit is admitted anyway when nothing is in
+  // flight and either nothing is held at all (it is larger than the limit and is read alone) or
+  // the consumer waits for it while keeping earlier weights (`consumer_waiting`: without it the
+  // load would stall). Caller holds mu.
+  void Admit(bool consumer_waiting = false) {
     bool queued = false;
     while (!cancelled && next_admit < blocks.size()) {
       const uint32_t index = static_cast<uint32_t>(next_admit);
@@ -123,13 +128,14 @@ struct Shared : std::enable_shared_from_this<Shared> {
         chunk = std::max<uint64_t>(align, AlignDown(chunk, align));
       }
       const uint64_t need = end - begin;
-      if (in_flight > 0 && held + need > config.memory_limit) break;
+      const bool must = in_flight == 0 && (held == 0 || consumer_waiting);
+      if (!must && held + need > config.memory_limit) break;
       BlockState& b = blocks[index];
       if (files.path() == ReadPath::kMmap) {
         b.data = files[pb.shard].map.data() + pb.file_begin;
       } else if (need > 0) {
         b.buffer = pool.TryAcquire(need);
-        if (!b.buffer.data && in_flight > 0) break;  // wait for memory to come back
+        if (!b.buffer.data && !must) break;  // wait for memory to come back
         if (!b.buffer.data) b.buffer = pool.AcquireDedicated(need);
         if (!b.buffer.data) {
           Fail(ResourceExhaustedError("cannot allocate " + std::to_string(need) +
@@ -207,22 +213,56 @@ struct Shared : std::enable_shared_from_this<Shared> {
     return tensors[plan.sequence[pb.first]].name;
   }
 
+  // Takes chunks from the queue and reads them: one at a time with plain system calls, or up to
+  // uring_depth at once through this thread's own io_uring ring.
   void ReaderThread() {
+    std::unique_ptr<io::UringReader> ring;
+    if (files.uring()) {
+      Result<std::unique_ptr<io::UringReader>> created = io::UringReader::Create(config.uring_depth);
+      if (!created.ok()) {
+        std::lock_guard lock(mu);
+        Fail(std::move(created).status());
+        return;
+      }
+      ring = std::move(*created);
+    }
+    const size_t batch_max = ring ? ring->depth() : 1;
+    std::vector<Chunk> batch;
+    std::vector<io::ReadRequest> requests;
     std::unique_lock lock(mu);
     while (true) {
       work_cv.wait(lock, [&] { return cancelled || !queue.empty() || next_admit == blocks.size(); });
       if (cancelled || queue.empty()) return;
-      const Chunk c = queue.front();
-      queue.pop_front();
+      batch.clear();
+      while (!queue.empty() && batch.size() < batch_max) {
+        batch.push_back(queue.front());
+        queue.pop_front();
+      }
       lock.unlock();
-      Status status = files.Read(plan.blocks[c.block].shard, c.begin, c.end, c.dst);
+      Status status;
+      size_t failed = 0;
+      if (ring) {
+        requests.clear();
+        for (const Chunk& c : batch) {
+          requests.push_back(files.Request(plan.blocks[c.block].shard, c.begin, c.end, c.dst));
+        }
+        status = ring->ReadAll(requests, &failed);
+        if (!status.ok()) {
+          status.WithPath(files[plan.blocks[batch[failed].block].shard].info->path);
+        }
+      } else {
+        const Chunk& c = batch.front();
+        status = files.Read(plan.blocks[c.block].shard, c.begin, c.end, c.dst);
+      }
       lock.lock();
       if (!status.ok()) {
-        std::string tensor = TensorAt(c.block, status.context().offset);
+        std::string tensor = TensorAt(batch[failed].block, status.context().offset);
         Fail(std::move(status).WithTensor(std::move(tensor)));
         return;
       }
-      if (--blocks[c.block].chunks_left == 0) MarkReady(c.block);
+      for (const Chunk& c : batch) {
+        if (--blocks[c.block].chunks_left == 0) MarkReady(c.block);
+      }
     }
   }
 };
@@ -272,6 +312,19 @@ struct Loader::Impl {
     progress(done, shared->checkpoint.total_bytes());
   }
 
+  // The consumer needs a block that is not ready. With nothing in flight, that block has not been
+  // admitted (it did not fit next to the weights the consumer still holds): admit it now, or the
+  // load would stall. Otherwise wait for a reader. Caller holds shared->mu through `lock`.
+  void WaitForBlocks(std::unique_lock<std::mutex>& lock) {
+    Shared& s = *shared;
+    if (s.in_flight == 0 && s.next_admit < s.blocks.size()) {
+      const size_t admitted = s.next_admit;
+      s.Admit(/*consumer_waiting=*/true);
+      if (s.next_admit != admitted || !s.error.ok()) return;
+    }
+    s.ready_cv.wait(lock);
+  }
+
   Result<std::optional<Weight>> Next() {
     Shared& s = *shared;
     std::optional<Weight> weight;
@@ -284,7 +337,7 @@ struct Loader::Impl {
         if (s.config.order == LoadOrder::kAny) {
           if (any_block < 0) {
             if (s.ready_blocks.empty()) {
-              s.ready_cv.wait(lock);
+              WaitForBlocks(lock);
               continue;
             }
             any_block = s.ready_blocks.front();
@@ -295,7 +348,7 @@ struct Loader::Impl {
         } else {
           pos = static_cast<uint32_t>(delivered);
           if (!s.blocks[s.plan.block_of[pos]].ready) {
-            s.ready_cv.wait(lock);
+            WaitForBlocks(lock);
             continue;
           }
         }
@@ -332,8 +385,10 @@ Result<Loader> Loader::Open(const Checkpoint& checkpoint, const LoadConfig& conf
   impl->progress = std::move(progress);
   STLOAD_ASSIGN_OR_RETURN(
       load::ShardFiles files,
-      load::ShardFiles::Open(checkpoint, load::ShardFiles::RequestedPath(config), impl->stats.warnings));
+      load::ShardFiles::Open(checkpoint, load::ShardFiles::RequestedPath(config), config.io_uring,
+                             impl->stats.warnings));
   impl->stats.read_path = files.path();
+  impl->stats.io_uring = files.uring();
   load::ReadPlan plan = load::PlanReads(checkpoint, config.order, config.chunk_bytes);
   uint64_t chunks = 0;
   for (const PlannedBlock& b : plan.blocks) {
@@ -372,6 +427,9 @@ const Status& Loader::status() const { return impl_->final_status; }
 Loader::Iterator Loader::begin() { return Iterator(this); }
 
 void Loader::Iterator::Advance() {
+  // Release the previous weight first, so that it does not count against memory_limit while the
+  // next one is waited for (the loop variable is a reference to current_, gone after ++).
+  current_ = Weight();
   Result<std::optional<Weight>> next = loader_->Next();
   if (!next.ok() || !next->has_value()) {
     done_ = true;

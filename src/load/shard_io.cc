@@ -1,6 +1,9 @@
 #include "load/shard_io.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <cerrno>
 
 #include "io/direct_io.h"
 #include "io/file.h"
@@ -12,10 +15,18 @@ ReadPath ShardFiles::RequestedPath(const LoadConfig& config) {
   return config.disable_mmap ? ReadPath::kPread : ReadPath::kMmap;
 }
 
-Result<ShardFiles> ShardFiles::Open(const Checkpoint& checkpoint, ReadPath path,
+Result<ShardFiles> ShardFiles::Open(const Checkpoint& checkpoint, ReadPath path, bool use_uring,
                                     std::vector<std::string>& warnings) {
   ShardFiles files;
   files.path_ = path;
+  if (use_uring && path != ReadPath::kMmap) {
+    Result<std::unique_ptr<io::UringReader>> probe = io::UringReader::Create(1);
+    if (probe.ok()) {
+      files.uring_ = true;
+    } else {
+      warnings.push_back(probe.status().reason() + "; reading with plain system calls instead");
+    }
+  }
   std::span<const ShardInfo> shards = checkpoint.shards();
   files.files_.resize(shards.size());
   for (uint32_t s = 0; s < shards.size(); ++s) {
@@ -49,6 +60,24 @@ Result<ShardFiles> ShardFiles::Open(const Checkpoint& checkpoint, ReadPath path,
   return files;
 }
 
+io::ReadRequest ShardFiles::Request(uint32_t shard, uint64_t begin, uint64_t end,
+                                    std::byte* dst) const {
+  const ShardFile& f = files_[shard];
+  io::ReadRequest r;
+  r.dst = dst;
+  r.offset = begin;
+  r.length = end - begin;
+  if (path_ == ReadPath::kDirect) {
+    r.fd = f.direct_fd.get();
+    r.required = std::min(end, f.info->size_bytes) - std::min(begin, f.info->size_bytes);
+    r.align = f.align;
+  } else {
+    r.fd = f.fd;
+    r.required = r.length;
+  }
+  return r;
+}
+
 Status ShardFiles::Read(uint32_t shard, uint64_t begin, uint64_t end, std::byte* dst) const {
   const ShardFile& f = files_[shard];
   Status status;
@@ -61,6 +90,18 @@ Status ShardFiles::Read(uint32_t shard, uint64_t begin, uint64_t end, std::byte*
       break;
     case ReadPath::kMmap:
       status = f.map.Populate(begin, end - begin);
+      // A file that shrank so that it ends inside the range's last page still maps that page
+      // (the bytes past the end read as zeros), so Populate succeeds there: check the size too.
+      if (status.ok() && end > begin) {
+        struct stat st {};
+        if (::fstat(f.fd, &st) != 0) {
+          status = IoError(errno, "fstat").WithOffset(begin);
+        } else if (static_cast<uint64_t>(st.st_size) < end) {
+          status = CorruptError("file shrank after it was opened: it ends before the data its "
+                                "header describes")
+                       .WithOffset(std::max(begin, static_cast<uint64_t>(st.st_size)));
+        }
+      }
       break;
   }
   if (!status.ok()) return std::move(status).WithPath(f.info->path);

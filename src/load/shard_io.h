@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "io/mapped_file.h"
+#include "io/uring_reader.h"
 #include "stload/checkpoint.h"
 #include "stload/loader.h"
 #include "util/unique_fd.h"
@@ -26,12 +27,14 @@ class ShardFiles {
   // The path LoadConfig asks for: direct_io -> kDirect; else disable_mmap -> kPread; else kMmap.
   static ReadPath RequestedPath(const LoadConfig& config);
 
-  // Prepares every shard for `path`. Where the filesystem refuses O_DIRECT, falls back to kPread
-  // and appends one warning. path() tells what was chosen.
-  static Result<ShardFiles> Open(const Checkpoint& checkpoint, ReadPath path,
+  // Prepares every shard for `path`, and io_uring if `use_uring` (pread and direct only). Where
+  // the filesystem refuses O_DIRECT, or the system io_uring, falls back (to kPread, to plain
+  // syscalls) and appends one warning. path() and uring() tell what was chosen.
+  static Result<ShardFiles> Open(const Checkpoint& checkpoint, ReadPath path, bool use_uring,
                                  std::vector<std::string>& warnings);
 
   ReadPath path() const { return path_; }
+  bool uring() const { return uring_; }
   const ShardFile& operator[](uint32_t shard) const { return files_[shard]; }
   // Largest O_DIRECT alignment over all shards (1 unless kDirect).
   uint32_t max_align() const { return max_align_; }
@@ -43,8 +46,12 @@ class ShardFiles {
   // Errors name the file and the offset.
   Status Read(uint32_t shard, uint64_t begin, uint64_t end, std::byte* dst) const;
 
+  // The same read (kPread or kDirect) as a request for io::UringReader.
+  io::ReadRequest Request(uint32_t shard, uint64_t begin, uint64_t end, std::byte* dst) const;
+
  private:
   ReadPath path_ = ReadPath::kPread;
+  bool uring_ = false;
   std::vector<ShardFile> files_;
   uint32_t max_align_ = 1;
 };
