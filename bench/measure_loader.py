@@ -19,7 +19,7 @@ import sys
 
 PATH_FLAGS = {
     "pread": ["--no-mmap"],
-    "mmap": [],
+    "mmap": ["--mmap"],
     "direct": ["--direct-io"],
     "uring": ["--no-mmap", "--io-uring"],
     "direct-uring": ["--direct-io", "--io-uring"],

@@ -17,7 +17,9 @@ void LoadFlags::AddTo(CLI::App& command) {
                      "Reader threads (an integer >= 1); sets enable_multithread_load")
       ->check(CLI::Range(1, 1 << 20))
       ->type_name("N");
-  command.add_flag("--no-mmap", no_mmap, "Read with pread instead of mmap (disable_mmap)");
+  CLI::Option* no_mmap_flag =
+      command.add_flag("--no-mmap", no_mmap, "Read with pread (disable_mmap: true)");
+  command.add_flag("--mmap", mmap, "Read through mmap (disable_mmap: false)")->excludes(no_mmap_flag);
   command.add_flag("--direct-io", direct_io, "Read with O_DIRECT, bypassing the page cache");
   command.add_flag("--io-uring", io_uring,
                    "Submit pread/O_DIRECT reads through io_uring, many in flight per thread");
@@ -45,6 +47,7 @@ LoadConfig LoadFlags::ToConfig() const {
     config.num_threads = *threads;
   }
   if (no_mmap) config.disable_mmap = true;
+  if (mmap) config.disable_mmap = false;
   if (direct_io) config.direct_io = true;
   if (io_uring) config.io_uring = true;
   if (!memory_limit.empty()) {

@@ -28,6 +28,7 @@ void Warn(const std::string& text);
 struct LoadFlags {
   std::optional<int> threads;
   bool no_mmap = false;
+  bool mmap = false;
   bool direct_io = false;
   bool io_uring = false;
   std::string memory_limit;  // size string, empty if not given

@@ -114,8 +114,11 @@ int RunLoad(const LoadArgs& args) {
   if (args.consumer != "prealloc" && args.consumer != "stream" && args.consumer != "keep") {
     throw UsageError{"--consumer must be prealloc, stream or keep"};
   }
-  // A state dict holds everything: without an explicit limit, do not throttle reading ahead.
+  // A state dict holds everything: without an explicit limit, do not throttle reading ahead, and
+  // without an explicit read path use mmap, which keeps the weights in the page cache instead of
+  // faulting in fresh memory for all of them (README, "Measured").
   if (args.consumer == "keep" && args.flags.memory_limit.empty()) config.memory_limit = UINT64_MAX / 2;
+  if (args.consumer == "keep" && !config.disable_mmap.has_value()) config.disable_mmap = false;
   Result<Checkpoint> ckpt = Checkpoint::Open(args.path);
   if (!ckpt.ok()) return ReportError(ckpt.status());
   for (const std::string& w : ckpt->warnings()) Warn(w);

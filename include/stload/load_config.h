@@ -28,8 +28,11 @@ struct LoadConfig {
   // Reader threads when enable_multithread_load is true; an integer >= 1. More threads than there
   // is work are not started (clamped), which is not an error.
   int num_threads = 8;
-  // false: read through mmap; true: pread into stload's buffers.
-  bool disable_mmap = false;
+  // false: read through mmap; true: pread into stload's buffers. Unset (the default), stload uses
+  // pread, which measured fastest for LoadInto and for a consumer that copies each weight and
+  // drops it (README, "Measured"); a consumer that keeps every weight should ask for mmap (false):
+  // its weights then stay in the page cache instead of needing fresh memory.
+  std::optional<bool> disable_mmap;
 
   // --- stload's own keys. ---
   // Open files with O_DIRECT and read into aligned buffers; where the filesystem refuses O_DIRECT,

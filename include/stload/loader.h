@@ -127,7 +127,7 @@ struct Destination {
 };
 
 // Reads each listed tensor straight into the caller's memory, in parallel across and within
-// tensors. With pread (disable_mmap) the file bytes go directly into `bytes`, no intermediate
+// tensors. With pread (the default here) the file bytes go directly into `bytes`, no intermediate
 // copy (with io_uring too); mmap copies from the populated mapping; O_DIRECT reads through small
 // aligned bounce buffers, one read at a time per thread (io_uring is not used there).
 // memory_limit and order do not apply. Returns the first error (naming file and offset);

@@ -93,7 +93,8 @@ Result<LoadConfig> LoadConfig::from_json(std::string_view text) {
     if (key == "enable_multithread_load") {
       STLOAD_ASSIGN_OR_RETURN(config.enable_multithread_load, GetBool(key, field.value));
     } else if (key == "disable_mmap") {
-      STLOAD_ASSIGN_OR_RETURN(config.disable_mmap, GetBool(key, field.value));
+      STLOAD_ASSIGN_OR_RETURN(bool disable, GetBool(key, field.value));
+      config.disable_mmap = disable;
     } else if (key == "direct_io") {
       STLOAD_ASSIGN_OR_RETURN(config.direct_io, GetBool(key, field.value));
     } else if (key == "io_uring") {

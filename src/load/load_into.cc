@@ -208,7 +208,8 @@ Status LoadInto(const Checkpoint& checkpoint, const LoadConfig& config,
   out = LoadStats{};
   STLOAD_ASSIGN_OR_RETURN(
       load::ShardFiles files,
-      load::ShardFiles::Open(checkpoint, load::ShardFiles::RequestedPath(config), config.io_uring,
+      load::ShardFiles::Open(checkpoint, load::ShardFiles::RequestedPath(config, ReadPath::kPread),
+                             config.io_uring,
                              out.warnings));
   out.read_path = files.path();
   out.io_uring = files.uring() && files.path() == ReadPath::kPread;

@@ -40,8 +40,8 @@ uint64_t AlignDown(uint64_t n, uint64_t a) { return n / a * a; }
 
 // The arena never needs to be larger than the checkpoint (plus O_DIRECT's aligned edges), and the
 // mmap path reads into the page cache, not into buffers.
-uint64_t ArenaBytes(const LoadConfig& config, const Checkpoint& checkpoint) {
-  if (!config.direct_io && !config.disable_mmap) return 0;
+uint64_t ArenaBytes(ReadPath path, const LoadConfig& config, const Checkpoint& checkpoint) {
+  if (path == ReadPath::kMmap) return 0;
   const uint64_t slack = 2 * 4096 * (checkpoint.tensors().size() + 1);
   return std::min(config.memory_limit, checkpoint.total_bytes() + slack);
 }
@@ -87,7 +87,7 @@ struct Shared : std::enable_shared_from_this<Shared> {
         config(cfg),
         plan(std::move(p)),
         files(std::move(f)),
-        pool(ArenaBytes(cfg, checkpoint), std::max<uint64_t>(4096, files.max_align())),
+        pool(ArenaBytes(files.path(), cfg, checkpoint), std::max<uint64_t>(4096, files.max_align())),
         blocks(plan.blocks.size()) {}
 
   const Checkpoint checkpoint;
@@ -385,7 +385,8 @@ Result<Loader> Loader::Open(const Checkpoint& checkpoint, const LoadConfig& conf
   impl->progress = std::move(progress);
   STLOAD_ASSIGN_OR_RETURN(
       load::ShardFiles files,
-      load::ShardFiles::Open(checkpoint, load::ShardFiles::RequestedPath(config), config.io_uring,
+      load::ShardFiles::Open(checkpoint, load::ShardFiles::RequestedPath(config, ReadPath::kPread),
+                             config.io_uring,
                              impl->stats.warnings));
   impl->stats.read_path = files.path();
   impl->stats.io_uring = files.uring();

@@ -10,9 +10,10 @@
 
 namespace stload::load {
 
-ReadPath ShardFiles::RequestedPath(const LoadConfig& config) {
+ReadPath ShardFiles::RequestedPath(const LoadConfig& config, ReadPath unset_default) {
   if (config.direct_io) return ReadPath::kDirect;
-  return config.disable_mmap ? ReadPath::kPread : ReadPath::kMmap;
+  if (!config.disable_mmap.has_value()) return unset_default;
+  return *config.disable_mmap ? ReadPath::kPread : ReadPath::kMmap;
 }
 
 Result<ShardFiles> ShardFiles::Open(const Checkpoint& checkpoint, ReadPath path, bool use_uring,

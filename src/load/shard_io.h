@@ -24,8 +24,9 @@ struct ShardFile {
 
 class ShardFiles {
  public:
-  // The path LoadConfig asks for: direct_io -> kDirect; else disable_mmap -> kPread; else kMmap.
-  static ReadPath RequestedPath(const LoadConfig& config);
+  // The path LoadConfig asks for: direct_io -> kDirect; else disable_mmap -> kPread or kMmap;
+  // unset, `unset_default`.
+  static ReadPath RequestedPath(const LoadConfig& config, ReadPath unset_default);
 
   // Prepares every shard for `path`, and io_uring if `use_uring` (pread and direct only). Where
   // the filesystem refuses O_DIRECT, or the system io_uring, falls back (to kPread, to plain

@@ -21,7 +21,7 @@ TEST(LoadConfig, Defaults) {
   const LoadConfig d;
   EXPECT_FALSE(d.enable_multithread_load);
   EXPECT_EQ(d.num_threads, 8);
-  EXPECT_FALSE(d.disable_mmap);
+  EXPECT_FALSE(d.disable_mmap.has_value());  // stload picks the read path
   EXPECT_FALSE(d.direct_io);
   EXPECT_EQ(d.chunk_bytes, 16ull << 20);
   EXPECT_EQ(d.memory_limit, 1ull << 30);
@@ -46,8 +46,9 @@ TEST(LoadConfig, OriginalKeys) {
       ParseOk(R"({"enable_multithread_load": true, "num_threads": 16, "disable_mmap": true})");
   EXPECT_TRUE(c.enable_multithread_load);
   EXPECT_EQ(c.num_threads, 16);
-  EXPECT_TRUE(c.disable_mmap);
+  EXPECT_EQ(c.disable_mmap, std::optional<bool>(true));
   EXPECT_EQ(c.reader_threads(), 16);
+  EXPECT_EQ(ParseOk(R"({"disable_mmap": false})").disable_mmap, std::optional<bool>(false));
   // Untouched keys keep their defaults.
   EXPECT_FALSE(c.direct_io);
   EXPECT_EQ(c.chunk_bytes, 16ull << 20);
@@ -58,7 +59,7 @@ TEST(LoadConfig, OriginalKeys) {
   EXPECT_EQ(off.reader_threads(), 1);
 
   EXPECT_EQ(ParseOk(R"({"num_threads": 1})").num_threads, 1);
-  EXPECT_FALSE(ParseOk(R"({"disable_mmap": false})").disable_mmap);
+  EXPECT_EQ(ParseOk(R"({"disable_mmap": false})").disable_mmap, std::optional<bool>(false));
 }
 
 TEST(LoadConfig, StloadKeys) {
