@@ -40,6 +40,12 @@ uint64_t AlignDown(uint64_t n, uint64_t a) { return n / a * a; }
 
 // The arena never needs to be larger than the checkpoint (plus O_DIRECT's aligned edges), and the
 // mmap path reads into the page cache, not into buffers.
+// Four chunks per reader thread (at least 64 MiB) in flight keep the readers busy while the
+// consumer works; reading further ahead only costs memory (README, "Measured").
+uint64_t ReadaheadBytes(const LoadConfig& config, int threads) {
+  return std::max<uint64_t>(64ull << 20, 4 * static_cast<uint64_t>(std::max(threads, 1)) * config.chunk_bytes);
+}
+
 uint64_t ArenaBytes(ReadPath path, const LoadConfig& config, const Checkpoint& checkpoint) {
   if (path == ReadPath::kMmap) return 0;
   const uint64_t slack = 2 * 4096 * (checkpoint.tensors().size() + 1);
@@ -106,6 +112,9 @@ struct Shared : std::enable_shared_from_this<Shared> {
   uint64_t held = 0;                  // admitted and not yet released
   uint64_t in_flight = 0;             // admitted and not yet handed out
   uint64_t peak_held = 0;
+  // How far reading runs ahead of the consumer: enough queued chunks to keep every reader busy,
+  // and no more, so memory that must be faulted in fresh stays small when memory_limit is large.
+  uint64_t readahead_bytes = 0;
   uint64_t bytes_read = 0;
   bool cancelled = false;
   Status error;
@@ -130,6 +139,7 @@ struct Shared : std::enable_shared_from_this<Shared> {
       const uint64_t need = end - begin;
       const bool must = in_flight == 0 && (held == 0 || consumer_waiting);
       if (!must && held + need > config.memory_limit) break;
+      if (!must && in_flight > 0 && in_flight + need > readahead_bytes) break;
       BlockState& b = blocks[index];
       if (files.path() == ReadPath::kMmap) {
         b.data = files[pb.shard].map.data() + pb.file_begin;
@@ -396,11 +406,12 @@ Result<Loader> Loader::Open(const Checkpoint& checkpoint, const LoadConfig& conf
     chunks += (b.file_end - b.file_begin + config.chunk_bytes - 1) / config.chunk_bytes;
   }
   impl->shared = std::make_shared<Shared>(checkpoint, config, std::move(plan), std::move(files));
+  const int threads = load::WorkerCount(config.reader_threads(), chunks);
+  impl->shared->readahead_bytes = ReadaheadBytes(config, threads);
   {
     std::lock_guard lock(impl->shared->mu);
     impl->shared->Admit();
   }
-  const int threads = load::WorkerCount(config.reader_threads(), chunks);
   impl->stats.threads = threads;
   for (int i = 0; i < threads; ++i) {
     impl->threads.emplace_back([shared = impl->shared.get()] { shared->ReaderThread(); });
