@@ -498,7 +498,8 @@ TEST_P(LoaderMatrix, DeliversEveryTensorOnceWithFileBytesInOrder) {
 
   std::vector<int> times(n, 0);
   std::vector<std::string> delivered;
-  std::set<const void*> owners;
+  // Owners are kept alive so that a released owner's address cannot be reused by a later block.
+  std::set<std::shared_ptr<const void>> owners;
   while (true) {
     Result<std::optional<Weight>> next = loader->Next();
     ASSERT_TRUE(next.ok()) << next.status().ToString();
@@ -508,7 +509,7 @@ TEST_P(LoaderMatrix, DeliversEveryTensorOnceWithFileBytesInOrder) {
     ASSERT_TRUE(index.has_value()) << w.name();
     ++times[*index];
     delivered.push_back(w.name());
-    owners.insert(w.keep_alive().get());
+    owners.insert(w.keep_alive());
     ExpectWeightIsTensor(ckpt, w);
     ASSERT_LE(delivered.size(), n) << "more weights than tensors";
   }
