@@ -7,6 +7,11 @@ scripts/build.sh
 stload=${STLOAD_BUILD_DIR:-build}/tools/stload
 demo=${STLOAD_DEMO_DIR:-demo-checkpoint}
 "$stload" make-checkpoint "$demo" --preset llama --total 512MiB --shards 4 --force
+echo "== stload inspect (last lines)"
 "$stload" inspect "$demo" | tail -n 4
-"$stload" hash "$demo" --threads 2 | head -n 5
-echo "... ($("$stload" hash "$demo" | wc -l) tensors hashed)"
+echo "== stload load, 2 threads"
+"$stload" load "$demo" --threads 2
+echo "== stload hash (first lines)"
+"$stload" hash "$demo" --threads 2 > "$demo.sha256"
+head -n 5 "$demo.sha256"
+echo "... $(wc -l < "$demo.sha256") tensors hashed into $demo.sha256"
