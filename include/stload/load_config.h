@@ -44,7 +44,7 @@ struct LoadConfig {
   bool io_uring = false;
   uint32_t uring_depth = 16;  // 1 to 4096
   // Large tensors are read in pieces of this many bytes, so one big file still keeps every thread
-  // busy. >= 4096.
+  // busy. 4096 to 1 GiB.
   uint64_t chunk_bytes = 16ull << 20;
   // The most bytes of loaded-but-not-yet-consumed weights the loader holds. A weight larger than
   // this is still delivered, alone. >= 1.

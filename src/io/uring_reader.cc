@@ -10,7 +10,10 @@ namespace stload::io {
 
 struct UringReader::Ring {
   struct io_uring ring {};
-  ~Ring() { io_uring_queue_exit(&ring); }
+  bool initialized = false;
+  ~Ring() {
+    if (initialized) io_uring_queue_exit(&ring);
+  }
 };
 
 UringReader::UringReader(std::unique_ptr<Ring> ring, unsigned depth)
@@ -22,12 +25,12 @@ Result<std::unique_ptr<UringReader>> UringReader::Create(unsigned depth) {
   auto ring = std::make_unique<Ring>();
   int rc = io_uring_queue_init(depth, &ring->ring, 0);
   if (rc < 0) {
-    ring.release();  // nothing to tear down: init failed
     if (rc == -ENOSYS || rc == -EPERM || rc == -EACCES || rc == -EINVAL) {
       return UnsupportedError(std::string("io_uring is not available: ") + std::strerror(-rc));
     }
     return IoError(-rc, "io_uring_queue_init");
   }
+  ring->initialized = true;
   return std::unique_ptr<UringReader>(new UringReader(std::move(ring), depth));
 }
 
@@ -53,8 +56,23 @@ Status UringReader::ReadAll(std::span<ReadRequest> requests, size_t* failed_requ
   while (pending > 0) {
     int rc = io_uring_submit_and_wait(ring, 1);
     if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
-      // The kernel failed the submission itself; nothing more will complete sanely.
-      return IoError(-rc, "io_uring_submit_and_wait");
+      // The submission itself failed. Reads already in the kernel may still write into their
+      // buffers, so wait for every one of them before returning; queue nothing new.
+      if (first_error.ok()) {
+        first_error = IoError(-rc, "io_uring_submit_and_wait");
+        if (failed_request) *failed_request = 0;
+      }
+      const unsigned unsubmitted = io_uring_sq_ready(ring);
+      pending -= std::min<size_t>(pending, unsubmitted);
+      while (pending > 0) {
+        struct io_uring_cqe* cqe = nullptr;
+        int wait = io_uring_wait_cqe(ring, &cqe);
+        if (wait == -EINTR) continue;
+        if (wait < 0) break;  // nothing more can complete
+        io_uring_cqe_seen(ring, cqe);
+        --pending;
+      }
+      return first_error;
     }
     struct io_uring_cqe* cqe;
     unsigned head;

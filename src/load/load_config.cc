@@ -14,6 +14,7 @@ namespace stload {
 namespace {
 
 constexpr uint64_t kMinChunkBytes = 4096;
+constexpr uint64_t kMaxChunkBytes = 1ull << 30;  // io_uring reads at most 2^31 bytes at once
 constexpr int kMaxThreadsAccepted = 1 << 20;
 
 Status KeyError(std::string_view key, const std::string& why) {
@@ -62,8 +63,8 @@ Status LoadConfig::Validate() const {
     return InvalidArgumentError("num_threads must be an integer >= 1, not " +
                                 std::to_string(num_threads));
   }
-  if (chunk_bytes < kMinChunkBytes) {
-    return InvalidArgumentError("chunk_bytes must be at least 4096, not " +
+  if (chunk_bytes < kMinChunkBytes || chunk_bytes > kMaxChunkBytes) {
+    return InvalidArgumentError("chunk_bytes must be from 4096 to 1 GiB, not " +
                                 std::to_string(chunk_bytes));
   }
   if (memory_limit < 1) return InvalidArgumentError("memory_limit must be at least 1 byte");
@@ -112,7 +113,9 @@ Result<LoadConfig> LoadConfig::from_json(std::string_view text) {
       config.num_threads = static_cast<int>(std::min<int64_t>(n, kMaxThreadsAccepted));
     } else if (key == "chunk_bytes") {
       STLOAD_ASSIGN_OR_RETURN(config.chunk_bytes, GetSize(key, field.value));
-      if (config.chunk_bytes < kMinChunkBytes) return KeyError(key, "must be at least 4096");
+      if (config.chunk_bytes < kMinChunkBytes || config.chunk_bytes > kMaxChunkBytes) {
+        return KeyError(key, "must be from 4096 to 1 GiB");
+      }
     } else if (key == "memory_limit") {
       STLOAD_ASSIGN_OR_RETURN(config.memory_limit, GetSize(key, field.value));
       if (config.memory_limit < 1) return KeyError(key, "must be at least 1 byte");

@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
+#include <system_error>
 #include <thread>
 
 #include "load/read_plan.h"
@@ -63,7 +64,18 @@ class IntoRun {
   Status Run(int threads, const ProgressFn& progress) {
     running_ = threads;
     std::vector<std::thread> pool;
-    for (int i = 0; i < threads; ++i) pool.emplace_back([this] { Reader(); });
+    for (int i = 0; i < threads; ++i) {
+      try {
+        pool.emplace_back([this] { Reader(); });
+      } catch (const std::system_error&) {
+        break;  // the system refused more threads: go on with those that started
+      }
+    }
+    {
+      std::lock_guard lock(mu_);
+      running_ -= threads - static_cast<int>(pool.size());
+    }
+    if (pool.empty() && threads > 0) return ResourceExhaustedError("cannot start a reader thread");
     const uint64_t total = TotalBytes();
     {
       std::unique_lock lock(mu_);
@@ -111,8 +123,11 @@ class IntoRun {
 
   // Buffered reads straight into the destinations, up to uring_depth in flight.
   Status ReadWithUring() {
-    STLOAD_ASSIGN_OR_RETURN(std::unique_ptr<io::UringReader> ring,
-                            io::UringReader::Create(config_.uring_depth));
+    // A ring that cannot be made here (locked memory or descriptor limits, although the probe in
+    // ShardFiles::Open succeeded) leaves this thread on plain system calls.
+    Result<std::unique_ptr<io::UringReader>> created = io::UringReader::Create(config_.uring_depth);
+    if (!created.ok()) return ReadOneByOne();
+    std::unique_ptr<io::UringReader> ring = std::move(*created);
     std::vector<size_t> batch;
     std::vector<io::ReadRequest> requests;
     while (!failed_.load(std::memory_order_relaxed)) {
@@ -150,6 +165,7 @@ class IntoRun {
       case ReadPath::kMmap: {
         STLOAD_RETURN_IF_ERROR(files_.Read(t.shard, begin, end, nullptr));
         std::memcpy(c.dst, files_[t.shard].map.data() + begin, c.length);
+        files_[t.shard].map.Drop(begin, c.length);  // the copy is what the caller keeps
         return OkStatus();
       }
       case ReadPath::kDirect: {
@@ -209,10 +225,14 @@ Status LoadInto(const Checkpoint& checkpoint, const LoadConfig& config,
   STLOAD_ASSIGN_OR_RETURN(
       load::ShardFiles files,
       load::ShardFiles::Open(checkpoint, load::ShardFiles::RequestedPath(config, ReadPath::kPread),
-                             config.io_uring,
+                             config.io_uring, config.uring_depth,
                              out.warnings));
   out.read_path = files.path();
   out.io_uring = files.uring() && files.path() == ReadPath::kPread;
+  if (files.uring() && !out.io_uring) {
+    out.warnings.push_back("io_uring is not used for O_DIRECT reads into caller memory (they go "
+                           "through bounce buffers); reading them with pread");
+  }
   out.threads = load::WorkerCount(config.reader_threads(), chunks.size());
   IntoRun run(checkpoint, config, std::move(files), std::move(chunks));
   Status status = run.Run(out.threads, progress);

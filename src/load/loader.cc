@@ -16,6 +16,7 @@
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <system_error>
 #include <thread>
 
 #include "io/buffer_pool.h"
@@ -151,7 +152,8 @@ struct Shared : std::enable_shared_from_this<Shared> {
           Fail(ResourceExhaustedError("cannot allocate " + std::to_string(need) +
                                       " bytes for the tensors read next")
                    .WithPath(files[pb.shard].info->path)
-                   .WithOffset(pb.file_begin));
+                   .WithOffset(pb.file_begin)
+                   .WithTensor(TensorAt(index, std::nullopt)));
           return;
         }
         b.data = b.buffer.data + (pb.file_begin - begin);
@@ -228,13 +230,10 @@ struct Shared : std::enable_shared_from_this<Shared> {
   void ReaderThread() {
     std::unique_ptr<io::UringReader> ring;
     if (files.uring()) {
+      // The probe in ShardFiles::Open succeeded; a ring that still cannot be made here (locked
+      // memory or descriptor limits) leaves this thread on plain system calls.
       Result<std::unique_ptr<io::UringReader>> created = io::UringReader::Create(config.uring_depth);
-      if (!created.ok()) {
-        std::lock_guard lock(mu);
-        Fail(std::move(created).status());
-        return;
-      }
-      ring = std::move(*created);
+      if (created.ok()) ring = std::move(*created);
     }
     const size_t batch_max = ring ? ring->depth() : 1;
     std::vector<Chunk> batch;
@@ -396,7 +395,7 @@ Result<Loader> Loader::Open(const Checkpoint& checkpoint, const LoadConfig& conf
   STLOAD_ASSIGN_OR_RETURN(
       load::ShardFiles files,
       load::ShardFiles::Open(checkpoint, load::ShardFiles::RequestedPath(config, ReadPath::kPread),
-                             config.io_uring,
+                             config.io_uring, config.uring_depth,
                              impl->stats.warnings));
   impl->stats.read_path = files.path();
   impl->stats.io_uring = files.uring();
@@ -412,9 +411,16 @@ Result<Loader> Loader::Open(const Checkpoint& checkpoint, const LoadConfig& conf
     std::lock_guard lock(impl->shared->mu);
     impl->shared->Admit();
   }
-  impl->stats.threads = threads;
   for (int i = 0; i < threads; ++i) {
-    impl->threads.emplace_back([shared = impl->shared.get()] { shared->ReaderThread(); });
+    try {
+      impl->threads.emplace_back([shared = impl->shared.get()] { shared->ReaderThread(); });
+    } catch (const std::system_error&) {
+      break;  // the system refused more threads: go on with those that started
+    }
+  }
+  impl->stats.threads = static_cast<int>(impl->threads.size());
+  if (impl->threads.empty() && threads > 0) {
+    return ResourceExhaustedError("cannot start a reader thread");  // ~Impl cleans up
   }
   return Loader(std::move(impl));
 }

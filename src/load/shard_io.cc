@@ -17,11 +17,12 @@ ReadPath ShardFiles::RequestedPath(const LoadConfig& config, ReadPath unset_defa
 }
 
 Result<ShardFiles> ShardFiles::Open(const Checkpoint& checkpoint, ReadPath path, bool use_uring,
+                                    uint32_t uring_depth,
                                     std::vector<std::string>& warnings) {
   ShardFiles files;
   files.path_ = path;
   if (use_uring && path != ReadPath::kMmap) {
-    Result<std::unique_ptr<io::UringReader>> probe = io::UringReader::Create(1);
+    Result<std::unique_ptr<io::UringReader>> probe = io::UringReader::Create(uring_depth);
     if (probe.ok()) {
       files.uring_ = true;
     } else {

@@ -32,6 +32,7 @@ class ShardFiles {
   // the filesystem refuses O_DIRECT, or the system io_uring, falls back (to kPread, to plain
   // syscalls) and appends one warning. path() and uring() tell what was chosen.
   static Result<ShardFiles> Open(const Checkpoint& checkpoint, ReadPath path, bool use_uring,
+                                 uint32_t uring_depth,
                                  std::vector<std::string>& warnings);
 
   ReadPath path() const { return path_; }

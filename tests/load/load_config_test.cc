@@ -140,6 +140,10 @@ INSTANTIATE_TEST_SUITE_P(
         BadConfig{"DirectIoAsNull", R"({"direct_io": null})", "direct_io"},
         BadConfig{"ChunkBytesTooSmall", R"({"chunk_bytes": 4095})", "chunk_bytes"},
         BadConfig{"ChunkBytesZero", R"({"chunk_bytes": 0})", "chunk_bytes"},
+        BadConfig{"ChunkBytesTooLarge", R"({"chunk_bytes": "2GiB"})", "chunk_bytes"},
+        BadConfig{"UringDepthZero", R"({"uring_depth": 0})", "uring_depth"},
+        BadConfig{"UringDepthTooLarge", R"({"uring_depth": 4097})", "uring_depth"},
+        BadConfig{"IoUringNotBool", R"({"io_uring": 1})", "io_uring"},
         BadConfig{"ChunkBytesStringTooSmall", R"({"chunk_bytes": "1KiB"})", "chunk_bytes"},
         BadConfig{"ChunkBytesNegative", R"({"chunk_bytes": -4096})", "chunk_bytes"},
         BadConfig{"ChunkBytesFloat", R"({"chunk_bytes": 8192.0})", "chunk_bytes"},
@@ -170,6 +174,12 @@ TEST(LoadConfig, ValidateNamesTheField) {
 
   c = LoadConfig{};
   c.chunk_bytes = 4095;
+  s = c.Validate();
+  EXPECT_EQ(s.code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(s.reason().find("chunk_bytes"), std::string::npos) << s.reason();
+
+  c = LoadConfig{};
+  c.chunk_bytes = 2ull << 30;
   s = c.Validate();
   EXPECT_EQ(s.code(), ErrorCode::kInvalidArgument);
   EXPECT_NE(s.reason().find("chunk_bytes"), std::string::npos) << s.reason();

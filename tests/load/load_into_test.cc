@@ -18,11 +18,19 @@
 
 #include "stload/checkpoint.h"
 #include "stload/loader.h"
+#include "support/read_paths.h"
 #include "support/test_files.h"
 #include "synth/synthetic_checkpoint.h"
 
 namespace stload {
 namespace {
+
+using test::IsDirect;
+using test::IsUring;
+using test::MakeConfig;
+using test::Path;
+using test::PathName;
+using test::ExpectedReadPath;
 
 using synth::TensorSpec;
 
@@ -106,53 +114,13 @@ const TestCheckpoint& GetCheckpoint(Kind kind) {
   return made.emplace(kind, std::move(tc)).first->second;
 }
 
-enum class Path { kPread, kMmap, kDirect };
+// LoadInto does not use io_uring for O_DIRECT (it reads through bounce buffers, and says so), so
+// DirectUring is not a path of its own here.
+constexpr Path kIntoPaths[] = {Path::kPread, Path::kMmap, Path::kDirect, Path::kPreadUring};
 
-const char* PathName(Path path) {
-  switch (path) {
-    case Path::kPread: return "Pread";
-    case Path::kMmap: return "Mmap";
-    case Path::kDirect: return "Direct";
-  }
-  return "?";
+LoadConfig MakeConfig(test::Path path, int threads, uint64_t chunk_bytes) {
+  return test::MakeConfig(path, threads, LoadOrder::kFile, chunk_bytes);
 }
-
-ReadPath ExpectedReadPath(Path path) {
-  switch (path) {
-    case Path::kPread: return ReadPath::kPread;
-    case Path::kMmap: return ReadPath::kMmap;
-    case Path::kDirect: return ReadPath::kDirect;
-  }
-  return ReadPath::kPread;
-}
-
-LoadConfig MakeConfig(Path path, int threads, uint64_t chunk_bytes) {
-  LoadConfig config;
-  config.enable_multithread_load = threads != 1;
-  config.num_threads = threads;
-  config.disable_mmap = path == Path::kPread;
-  config.direct_io = path == Path::kDirect;
-  config.chunk_bytes = chunk_bytes;
-  return config;
-}
-
-std::optional<std::string> DirectRefusal(const LoadStats& stats) {
-  for (const std::string& w : stats.warnings) {
-    if (w.find("O_DIRECT") != std::string::npos) return w;
-  }
-  return std::nullopt;
-}
-
-#define SKIP_IF_DIRECT_REFUSED(path, stats)                                              \
-  do {                                                                                   \
-    if ((path) == Path::kDirect && (stats).read_path != ReadPath::kDirect) {             \
-      std::optional<std::string> refusal = DirectRefusal(stats);                         \
-      ASSERT_TRUE(refusal.has_value()) << "direct_io fell back to "                      \
-                                       << ReadPathName((stats).read_path)                \
-                                       << " without a warning";                          \
-      GTEST_SKIP() << "the temp filesystem refuses O_DIRECT: " << *refusal;              \
-    }                                                                                    \
-  } while (0)
 
 // Destination memory for one tensor with guard bytes on both sides, placed at an odd address so
 // that the O_DIRECT path cannot read straight into it.
@@ -265,7 +233,7 @@ std::string IntoName(const testing::TestParamInfo<IntoParam>& info) {
 
 INSTANTIATE_TEST_SUITE_P(LoadInto, LoadIntoMatrix,
                          testing::Combine(testing::Values(Kind::kShards8, Kind::kZeroSize),
-                                          testing::Values(Path::kPread, Path::kMmap, Path::kDirect),
+                                          testing::ValuesIn(kIntoPaths),
                                           testing::Values(1, 2, 8)),
                          IntoName);
 
@@ -274,7 +242,7 @@ TEST(LoadInto, OneTensorIntoAlignedAndUnalignedMemory) {
   const TestCheckpoint& tc = GetCheckpoint(Kind::kShards8);
   const uint32_t embed = *tc.ckpt->Find("model.embed_tokens.weight");
   const uint64_t size = tc.ckpt->tensors()[embed].size_bytes();
-  for (Path path : {Path::kPread, Path::kMmap, Path::kDirect}) {
+  for (Path path : kIntoPaths) {
     for (size_t misalign : {size_t{0}, size_t{1}, size_t{512}, size_t{4095}}) {
       SCOPED_TRACE(std::string(PathName(path)) + ", destination at +" + std::to_string(misalign));
       // 4096-aligned storage: allocate extra and align by hand.
@@ -414,7 +382,7 @@ TEST(LoadInto, ShrunkWithinTheLastPageIsCorrupt) {
     if ((synth::SerializeHeader(tensors).size() + tensors[0].shape[0]) % 4096 == 1000) break;
     ++tensors[0].shape[0];
   }
-  for (Path path : {Path::kPread, Path::kMmap, Path::kDirect}) {
+  for (Path path : kIntoPaths) {
     for (int threads : {1, 8}) {
       SCOPED_TRACE(std::string(PathName(path)) + " T" + std::to_string(threads));
       WriteSafetensors(file, tensors, 3);
@@ -426,7 +394,8 @@ TEST(LoadInto, ShrunkWithinTheLastPageIsCorrupt) {
       const Destination destinations[] = {{0, a}, {1, t}};
       LoadStats stats;
       Status status = LoadInto(ckpt, MakeConfig(path, threads, 4096), destinations, {}, &stats);
-      if (path == Path::kDirect && stats.read_path != ReadPath::kDirect) continue;
+      if (test::IsDirect(path) && stats.read_path != ReadPath::kDirect) continue;
+      if (test::IsUring(path) && !stats.io_uring) continue;
       EXPECT_EQ(status.code(), ErrorCode::kCorrupt) << status.ToString();
       EXPECT_EQ(status.file_name(), "model.safetensors") << status.ToString();
       EXPECT_EQ(status.context().tensor, "tail") << status.ToString();
@@ -435,12 +404,37 @@ TEST(LoadInto, ShrunkWithinTheLastPageIsCorrupt) {
 }
 
 INSTANTIATE_TEST_SUITE_P(LoadInto, LoadIntoTruncated,
-                         testing::Combine(testing::Values(Path::kPread, Path::kMmap, Path::kDirect),
+                         testing::Combine(testing::ValuesIn(kIntoPaths),
                                           testing::Values(1, 8)),
                          [](const testing::TestParamInfo<std::tuple<Path, int>>& info) {
                            return std::string(PathName(std::get<0>(info.param))) + "_T" +
                                   std::to_string(std::get<1>(info.param));
                          });
+
+}  // namespace
+}  // namespace stload
+
+namespace stload {
+namespace {
+
+TEST(LoadInto, DirectWithUringSaysItReadsWithoutUring) {
+  test::TempDir dir;
+  const std::string path = dir.File("one.safetensors");
+  test::WriteFile(path, test::MakeFileBytes(R"({"t":{"dtype":"U8","shape":[5000],"data_offsets":[0,5000]}})", 5000));
+  Result<Checkpoint> ckpt = Checkpoint::Open(path);
+  ASSERT_TRUE(ckpt.ok()) << ckpt.status().ToString();
+  std::vector<std::byte> bytes(5000);
+  const Destination d{0, bytes};
+  LoadStats stats;
+  ASSERT_TRUE(LoadInto(*ckpt, test::MakeConfig(Path::kDirectUring, 2, LoadOrder::kFile, 4096),
+                       {&d, 1}, {}, &stats)
+                  .ok());
+  EXPECT_FALSE(stats.io_uring);
+  EXPECT_FALSE(stats.warnings.empty());
+  std::vector<std::byte> expected(5000);
+  ASSERT_TRUE(ckpt->ReadTensorBytes(0, 0, expected).ok());
+  EXPECT_EQ(bytes, expected);
+}
 
 }  // namespace
 }  // namespace stload

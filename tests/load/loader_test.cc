@@ -32,11 +32,20 @@
 #include "load/read_plan.h"
 #include "stload/checkpoint.h"
 #include "stload/dtype.h"
+#include "support/read_paths.h"
 #include "support/test_files.h"
 #include "synth/synthetic_checkpoint.h"
 
 namespace stload {
 namespace {
+
+using test::IsDirect;
+using test::IsUring;
+using test::kAllPaths;
+using test::MakeConfig;
+using test::Path;
+using test::PathName;
+using test::ExpectedReadPath;
 
 using synth::TensorSpec;
 
@@ -358,34 +367,6 @@ std::vector<std::string> ExpectedOrder(const TestCheckpoint& tc, LoadOrder order
 // ---------------------------------------------------------------------------------------------
 // Configurations.
 
-// kPreadUring and kDirectUring submit the same reads through io_uring.
-enum class Path { kPread, kMmap, kDirect, kPreadUring, kDirectUring };
-
-const char* PathName(Path path) {
-  switch (path) {
-    case Path::kPread: return "Pread";
-    case Path::kMmap: return "Mmap";
-    case Path::kDirect: return "Direct";
-    case Path::kPreadUring: return "PreadUring";
-    case Path::kDirectUring: return "DirectUring";
-  }
-  return "?";
-}
-
-bool IsDirect(Path path) { return path == Path::kDirect || path == Path::kDirectUring; }
-bool IsUring(Path path) { return path == Path::kPreadUring || path == Path::kDirectUring; }
-
-ReadPath ExpectedReadPath(Path path) {
-  switch (path) {
-    case Path::kPread: return ReadPath::kPread;
-    case Path::kMmap: return ReadPath::kMmap;
-    case Path::kDirect: return ReadPath::kDirect;
-    case Path::kPreadUring: return ReadPath::kPread;
-    case Path::kDirectUring: return ReadPath::kDirect;
-  }
-  return ReadPath::kPread;
-}
-
 const char* OrderName(LoadOrder order) {
   switch (order) {
     case LoadOrder::kNatural: return "Natural";
@@ -395,44 +376,6 @@ const char* OrderName(LoadOrder order) {
   }
   return "?";
 }
-
-// threads == 1 is the default single reader (enable_multithread_load false).
-LoadConfig MakeConfig(Path path, int threads, LoadOrder order, uint64_t chunk_bytes) {
-  LoadConfig config;
-  config.enable_multithread_load = threads != 1;
-  config.num_threads = threads;
-  config.disable_mmap = path == Path::kPread || path == Path::kPreadUring;
-  config.direct_io = IsDirect(path);
-  config.io_uring = IsUring(path);
-  config.order = order;
-  config.chunk_bytes = chunk_bytes;
-  return config;
-}
-
-// The O_DIRECT fallback warning, if the filesystem refused O_DIRECT.
-std::optional<std::string> DirectRefusal(const LoadStats& stats) {
-  for (const std::string& w : stats.warnings) {
-    if (w.find("O_DIRECT") != std::string::npos) return w;
-  }
-  return std::nullopt;
-}
-
-// Skips the test when O_DIRECT was asked for and the temp filesystem refused it, or io_uring and
-// the system refused it (each with its warning).
-#define SKIP_IF_DIRECT_REFUSED(path, stats)                                              \
-  do {                                                                                   \
-    if (IsUring(path) && !(stats).io_uring) {                                            \
-      ASSERT_FALSE((stats).warnings.empty()) << "io_uring fell back without a warning";  \
-      GTEST_SKIP() << "io_uring is unavailable: " << (stats).warnings.front();           \
-    }                                                                                    \
-    if (IsDirect(path) && (stats).read_path != ReadPath::kDirect) {                      \
-      std::optional<std::string> refusal = DirectRefusal(stats);                         \
-      ASSERT_TRUE(refusal.has_value()) << "direct_io fell back to "                      \
-                                       << ReadPathName((stats).read_path)                \
-                                       << " without a warning";                          \
-      GTEST_SKIP() << "the temp filesystem refuses O_DIRECT: " << *refusal;              \
-    }                                                                                    \
-  } while (0)
 
 // Chunks the loader splits a checkpoint into (what the thread count is clamped to).
 uint64_t ChunkCount(const Checkpoint& ckpt, LoadOrder order, uint64_t chunk_bytes) {
@@ -541,8 +484,6 @@ std::string MatrixName(const testing::TestParamInfo<MatrixParam>& info) {
          OrderName(order);
 }
 
-constexpr Path kAllPaths[] = {Path::kPread, Path::kMmap, Path::kDirect, Path::kPreadUring,
-                              Path::kDirectUring};
 constexpr LoadOrder kAllOrders[] = {LoadOrder::kNatural, LoadOrder::kIndex, LoadOrder::kFile,
                                     LoadOrder::kAny};
 
