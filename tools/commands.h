@@ -13,5 +13,6 @@ Runner AddInspectCommand(CLI::App& app);
 Runner AddHashCommand(CLI::App& app);
 Runner AddLoadCommand(CLI::App& app);
 Runner AddMakeCheckpointCommand(CLI::App& app);
+Runner AddBenchCommand(CLI::App& app);
 
 }  // namespace stload::cli

@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   add(AddInspectCommand);
   add(AddLoadCommand);
   add(AddHashCommand);
+  add(AddBenchCommand);
   add(AddMakeCheckpointCommand);
 
   try {

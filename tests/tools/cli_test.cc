@@ -429,7 +429,7 @@ TEST(CliBasics, HelpListsEverySubcommand) {
     const RunResult r = RunStload({flag});
     ASSERT_EQ(r.exit_code, kExitOk) << r;
     EXPECT_TRUE(Contains(r.out, "Usage")) << r;
-    for (const char* command : {"inspect", "hash", "make-checkpoint"}) {
+    for (const char* command : {"inspect", "hash", "load", "bench", "make-checkpoint"}) {
       EXPECT_TRUE(Contains(r.out, command)) << command << "\n" << r;
     }
     EXPECT_TRUE(Contains(r.out, "--version")) << r;
@@ -441,6 +441,9 @@ TEST(CliBasics, SubcommandHelpMentionsItsOptions) {
   const std::map<std::string, std::vector<std::string>> options = {
       {"inspect", {"PATH", "--json"}},
       {"hash", {"PATH", "--threads", "--no-mmap", "--direct-io", "--extra-config"}},
+      {"bench",
+       {"PATH", "--threads", "--modes", "--consumers", "--cold", "--warm", "--both", "--repeat",
+        "--json", "--chart"}},
       {"make-checkpoint",
        {"DIR", "--preset", "--total", "--shards", "--dtype", "--seed", "--force"}},
   };
@@ -1005,7 +1008,8 @@ TEST(CliLoadFlags, UsageErrorsWinOverAMissingCheckpoint) {
 void ExpectBadCheckpoint(const std::string& path, const std::string& bad_file,
                          const std::string& mention = "") {
   const std::vector<std::vector<std::string>> commands = {
-      {"inspect", path}, {"inspect", path, "--json"}, {"hash", path}};
+      {"inspect", path}, {"inspect", path, "--json"}, {"hash", path}, {"load", path},
+      {"bench", path, "--repeat", "1"}};
   for (const std::vector<std::string>& args : commands) {
     SCOPED_TRACE(args[0] + " " + args[1] + (args.size() > 2 ? " " + args[2] : ""));
     const RunResult r = RunStload(args);
@@ -1111,6 +1115,152 @@ TEST(CliInvalidCheckpoint, EmptyDirectory) {
   // Files that are not shards do not count.
   WriteFile(dir.File("empty") + "/README.md", "not a shard");
   ExpectBadCheckpoint(dir.File("empty"), "empty");
+}
+
+// ------------------------------------------------------------------------------------------------
+// bench.
+
+// Runs a small bench and returns its JSON report.
+json RunBench(const std::string& ckpt, const std::vector<std::string>& flags, RunResult* result,
+              const std::string& json_path) {
+  std::vector<std::string> args = {"bench", ckpt, "--json", json_path};
+  args.insert(args.end(), flags.begin(), flags.end());
+  *result = RunStload(args, 120);
+  if (result->exit_code != kExitOk) return json();
+  return json::parse(ReadFile(json_path));
+}
+
+const json* FindLimit(const json& report, const std::string& cache, const std::string& name) {
+  for (const json& l : report["limits"]) {
+    if (l["cache"] == cache && l["name"] == name) return &l;
+  }
+  return nullptr;
+}
+
+TEST(CliBench, WarmRunsEveryCombinationAgainstLimitsMeasuredInTheSameRun) {
+  TempDir dir;
+  const synth::Summary summary = WriteLlama(dir.File("ckpt"), 2);
+  RunResult r;
+  const json report = RunBench(dir.File("ckpt"),
+                               {"--threads", "1,2", "--modes", "pread,mmap", "--consumers",
+                                "prealloc,stream,keep", "--repeat", "2", "--warm"},
+                               &r, dir.File("report.json"));
+  ASSERT_EQ(r.exit_code, kExitOk) << r;
+
+  // The table: limits first, then one row per consumer, mode and thread count.
+  for (const char* text : {"MEMORY", "memcpy, 1 thread", "fresh memory, 4 KiB pages",
+                           "WARM cache", "best page-cache read", "% limit", "peak RSS"}) {
+    EXPECT_TRUE(Contains(r.out, text)) << text << "\n" << r;
+  }
+  EXPECT_FALSE(Contains(r.out, "COLD")) << r;
+
+  EXPECT_EQ(report["files"], 2);
+  EXPECT_EQ(report["repeat"], 2);
+  const uint64_t total = report["tensor_bytes"].get<uint64_t>();
+  EXPECT_EQ(total, summary.bytes);
+  for (const char* name : {"page_cache_read_1", "page_cache_read", "memcpy_1", "memcpy_all",
+                           "fresh_4k", "fresh_huge"}) {
+    const std::string cache = std::string(name).rfind("page", 0) == 0 ? "warm" : "memory";
+    const json* limit = FindLimit(report, cache, name);
+    ASSERT_NE(limit, nullptr) << name;
+    EXPECT_EQ((*limit)["gb_per_s"].size(), 2u) << name;
+    EXPECT_GT((*limit)["median_gb_per_s"].get<double>(), 0) << name;
+  }
+
+  ASSERT_EQ(report["runs"].size(), 3u * 2 * 2);
+  std::set<std::string> seen;
+  for (const json& run : report["runs"]) {
+    const std::string id = run["consumer"].get<std::string>() + "/" +
+                           run["mode"].get<std::string>() + "/" +
+                           std::to_string(run["threads"].get<int>());
+    SCOPED_TRACE(id);
+    seen.insert(id);
+    EXPECT_EQ(run["cache"], "warm");
+    ASSERT_EQ(run["repetitions"].size(), 2u);
+    for (const json& rep : run["repetitions"]) {
+      // Every byte of the checkpoint was loaded, by the consumer, mode and threads asked for.
+      EXPECT_EQ(rep["bytes"].get<uint64_t>(), total);
+      EXPECT_EQ(rep["consumer"], run["consumer"]);
+      EXPECT_EQ(rep["threads"], run["threads"]);
+      EXPECT_EQ(rep["read_path"], run["mode"]);
+      EXPECT_GT(rep["peak_rss_bytes"].get<uint64_t>(), 0u);
+    }
+    const double gbps = run["median_gb_per_s"].get<double>();
+    EXPECT_NEAR(gbps, total / run["median_seconds"].get<double>() / 1e9, 1e-9 + gbps * 1e-9);
+    const double limit = run["limit_gb_per_s"].get<double>();
+    if (run["consumer"] == "keep" && run["mode"] == "mmap") {
+      EXPECT_EQ(limit, 0) << "mapping the page cache copies nothing: no limit applies";
+    } else {
+      ASSERT_GT(limit, 0);
+      EXPECT_NEAR(run["ratio_to_limit"].get<double>(), gbps / limit, 1e-9);
+    }
+    if (run["consumer"] == "stream") {
+      EXPECT_LE(limit, (*FindLimit(report, "memory", "memcpy_1"))["median_gb_per_s"].get<double>());
+    }
+  }
+  EXPECT_EQ(seen.size(), 12u);
+}
+
+TEST(CliBench, ColdEmptiesTheCacheAndComparesWithTheBestRawRead) {
+  TempDir dir;
+  WriteLlama(dir.File("ckpt"), 2);
+  RunResult r;
+  const json report =
+      RunBench(dir.File("ckpt"),
+               {"--threads", "1", "--modes", "pread", "--consumers", "prealloc", "--repeat", "1",
+                "--cold"},
+               &r, dir.File("report.json"));
+  ASSERT_EQ(r.exit_code, kExitOk) << r;
+  const std::string method = report["cache_drop_method"];
+  EXPECT_TRUE(method == "drop_caches" || method == "posix_fadvise(DONTNEED)") << method;
+  EXPECT_TRUE(Contains(r.out, "empty the page cache before each repetition with " + method)) << r;
+  const json* raw = FindLimit(report, "cold", "raw_read");
+  ASSERT_NE(raw, nullptr) << report.dump(2);
+  ASSERT_EQ(report["runs"].size(), 1u);
+  const json& run = report["runs"][0];
+  EXPECT_EQ(run["cache"], "cold");
+  EXPECT_EQ(run["limit"], "best raw read");
+  EXPECT_EQ(run["limit_gb_per_s"], (*raw)["median_gb_per_s"]);
+  // The best raw read is the best of the raw reads measured.
+  double best = 0;
+  for (const json& l : report["limits"]) {
+    if (l["cache"] == "cold" && l["name"] != "raw_read") best = std::max(best, l["median_gb_per_s"].get<double>());
+  }
+  EXPECT_EQ((*raw)["median_gb_per_s"].get<double>(), best);
+}
+
+TEST(CliBench, BadListsAreUsageErrors) {
+  TempDir dir;
+  WriteLlama(dir.File("ckpt"), 1);
+  const std::string ckpt = dir.File("ckpt");
+  ExpectUsageError({"bench", ckpt, "--threads", "0"}, {"--threads"});
+  ExpectUsageError({"bench", ckpt, "--threads", "1,x"}, {"--threads", "'x'"});
+  ExpectUsageError({"bench", ckpt, "--threads", ""}, {"--threads"});
+  ExpectUsageError({"bench", ckpt, "--modes", "pread,fast"}, {"--modes", "'fast'"});
+  ExpectUsageError({"bench", ckpt, "--consumers", "eat"}, {"--consumers", "'eat'"});
+  ExpectUsageError({"bench", ckpt, "--repeat", "0"}, {"--repeat"});
+  ExpectUsageError({"bench", ckpt, "--cold", "--warm"}, {"--cold"});
+  ExpectUsageError({"bench", ckpt, "--both", "--cold"}, {"--both"});
+}
+
+// The chart needs Debian's python3-matplotlib, which the README's set-up command installs.
+bool MatplotlibAvailable() {
+  return std::system("/usr/bin/python3 -c 'import matplotlib' >/dev/null 2>&1") == 0;
+}
+
+TEST(CliBench, ChartIsDrawn) {
+  if (!MatplotlibAvailable()) GTEST_SKIP() << "/usr/bin/python3 cannot import matplotlib";
+  TempDir dir;
+  WriteLlama(dir.File("ckpt"), 2);
+  const RunResult r = RunStload({"bench", dir.File("ckpt"), "--threads", "1,2", "--modes",
+                                 "pread,mmap", "--repeat", "1", "--chart", dir.File("chart.svg")},
+                                120);
+  ASSERT_EQ(r.exit_code, kExitOk) << r;
+  const std::string svg = ReadFile(dir.File("chart.svg"));
+  EXPECT_TRUE(Contains(svg, "<svg")) << svg.substr(0, 200);
+  // The limit line's label and the panels' titles are in the picture.
+  EXPECT_TRUE(Contains(svg, "best page-cache read"));
+  EXPECT_TRUE(Contains(svg, "warm cache, stream"));
 }
 
 }  // namespace

@@ -1,0 +1,38 @@
+// The machine's own limits, measured on the checkpoint's files in the same run as the loads that
+// are compared with them. Each function returns seconds (or GB/s) of one repetition; the caller
+// repeats and takes medians.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "stload/result.h"
+
+namespace stload::cli::bench {
+
+struct BenchFile {
+  std::string path;
+  uint64_t size = 0;
+};
+
+// read() of every file in 16 MiB blocks into one reused, pre-touched buffer per thread. The files
+// are cut into pieces of at least 64 MiB handed out to `threads` threads, so one big file keeps
+// every thread busy too. From the page cache this is the copy limit every buffered path pays;
+// after the cache is emptied it is the buffered raw read of the device.
+Result<double> TimeBufferedRead(std::span<const BenchFile> files, int threads);
+
+// O_DIRECT reads of every file, one file after another, `queue_depth` reads of `block_bytes` in
+// flight through io_uring: the device's raw sequential read, bypassing the page cache.
+// kUnsupported where the file system refuses O_DIRECT or the kernel refuses io_uring.
+Result<double> TimeDirectRead(std::span<const BenchFile> files, unsigned queue_depth,
+                              uint32_t block_bytes);
+
+// memcpy between pre-touched buffers of `bytes_per_thread` bytes on `threads` threads: GB/s.
+double MeasureMemcpy(int threads, uint64_t bytes_per_thread);
+
+// First write to `bytes` of newly mapped anonymous memory (4 KiB pages, or with MADV_HUGEPAGE):
+// GB/s. What a consumer that keeps every weight in fresh memory pays per byte at least.
+double MeasureFreshTouch(uint64_t bytes, bool huge_page_advice);
+
+}  // namespace stload::cli::bench
