@@ -13,7 +13,7 @@ namespace {
 struct MakeArgs {
   std::string dir;
   std::string preset = "llama";
-  std::string total = "256MiB";
+  std::string total;  // empty: the preset's default
   uint32_t shards = 4;
   std::string dtype = "BF16";
   uint64_t seed = 0;
@@ -25,7 +25,10 @@ int RunMake(const MakeArgs& args) {
   std::optional<synth::Preset> preset = synth::ParsePreset(args.preset);
   if (!preset) throw UsageError{"--preset must be llama, single-file, many-small or deepseek"};
   spec.preset = *preset;
-  Result<uint64_t> total = ParseByteSize(args.total);
+  // many-small's default is the 100,000 tiny tensors of a large MoE checkpoint's header.
+  const std::string total_text =
+      !args.total.empty() ? args.total : *preset == synth::Preset::kManySmall ? "51200000" : "256MiB";
+  Result<uint64_t> total = ParseByteSize(total_text);
   if (!total.ok()) throw UsageError{"--total: " + total.status().reason()};
   if (*total < 1024 || *total > (1ull << 40)) throw UsageError{"--total must be 1KiB to 1TiB"};
   spec.total_bytes = *total;
@@ -67,9 +70,10 @@ Runner AddMakeCheckpointCommand(CLI::App& app) {
                   "MoE with F32 block scales, K shards + index; many-small: "
                   "512-byte tensors in K shards + index")
       ->capture_default_str();
-  cmd->add_option("--total", args->total, "Approximate total tensor bytes, e.g. 4GiB")
-      ->type_name("SIZE")
-      ->capture_default_str();
+  cmd->add_option("--total", args->total,
+                  "Approximate total tensor bytes, e.g. 4GiB (default 256MiB; many-small: "
+                  "100,000 tensors of 512 bytes)")
+      ->type_name("SIZE");
   cmd->add_option("--shards", args->shards, "Number of shards (llama, deepseek, many-small)")
       ->check(CLI::Range(1, 100000))
       ->type_name("K")
