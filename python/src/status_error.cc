@@ -1,0 +1,26 @@
+#include "status_error.h"
+
+#include <pybind11/pybind11.h>
+
+namespace py = pybind11;
+
+namespace stload::python {
+
+void ThrowStatus(const Status& status) {
+  const ErrorContext& where = status.context();
+  auto or_none = [](bool known, auto value) -> py::object {
+    return known ? py::cast(value) : py::none();
+  };
+  // The classes live in Python (stload/_errors.py): multiple inheritance from OSError or
+  // ValueError is plain there and awkward through the C API.
+  py::object make = py::module_::import("stload._errors").attr("_from_status");
+  py::object error = make(ErrorCodeName(status.code()), status.ToString(), status.reason(),
+                          or_none(!where.path.empty(), where.path),
+                          or_none(where.offset.has_value(), where.offset.value_or(0)),
+                          or_none(!where.tensor.empty(), where.tensor),
+                          or_none(where.sys_errno != 0, where.sys_errno));
+  PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(error.ptr())), error.ptr());
+  throw py::error_already_set();
+}
+
+}  // namespace stload::python

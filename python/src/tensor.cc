@@ -1,0 +1,118 @@
+#include "tensor.h"
+
+#include <pybind11/numpy.h>
+#include <pybind11/stl.h>
+
+#include <string>
+#include <vector>
+
+#include "dlpack_export.h"
+#include "dtype_mapping.h"
+#include "read_only_array.h"
+
+namespace py = pybind11;
+
+namespace stload::python {
+namespace {
+
+py::tuple ShapeTuple(const Weight& w) {
+  py::tuple shape(w.shape().size());
+  for (size_t i = 0; i < w.shape().size(); ++i) shape[i] = py::int_(w.shape()[i]);
+  return shape;
+}
+
+// The raw view's shape: the tensor's own for 8- and 16-bit types. Packed types (F4: two elements
+// a byte, F6: four in three bytes) keep the outer dimensions and count bytes in the last one when
+// a row ends on a byte boundary; otherwise the view is the flat bytes.
+std::vector<ssize_t> ViewShape(const Weight& w) {
+  const uint32_t bits = DTypeBits(w.dtype());
+  std::vector<ssize_t> shape(w.shape().begin(), w.shape().end());
+  if (bits % 8 == 0) return shape;
+  if (!shape.empty() && (static_cast<uint64_t>(shape.back()) * bits) % 8 == 0) {
+    shape.back() = static_cast<ssize_t>(static_cast<uint64_t>(shape.back()) * bits / 8);
+    return shape;
+  }
+  return {static_cast<ssize_t>(w.bytes().size())};
+}
+
+py::array NumpyView(py::object self) {
+  const Weight& w = self.cast<const Tensor&>().weight();
+  return MakeReadOnlyArray(py::dtype(std::string(MappingFor(w.dtype()).view)), ViewShape(w),
+                           w.bytes().data(), self);
+}
+
+py::capsule DunderDLPack(const Tensor& self, const py::object& stream,
+                         const py::object& max_version, const py::object& dl_device,
+                         const py::object& copy) {
+  const Weight& w = self.weight();
+  const DTypeMapping& mapping = MappingFor(w.dtype());
+  if (!mapping.dlpack) {
+    throw py::buffer_error(
+        "stload.Tensor of dtype " + std::string(DTypeName(w.dtype())) +
+        ": no DLPack export, because the safetensors format does not define how the packed "
+        "elements sit in a byte; use .numpy() for the raw bytes");
+  }
+  // CPU memory has no stream; -1 ("no synchronization") is harmless too.
+  if (!stream.is_none() && !(py::isinstance<py::int_>(stream) && stream.cast<int64_t>() == -1)) {
+    throw py::value_error("stload.Tensor is in CPU memory: stream must be None");
+  }
+  if (!dl_device.is_none()) {
+    auto device = dl_device.cast<std::pair<int64_t, int64_t>>();
+    if (device.first != dlpack::kDeviceCpu || device.second != 0) {
+      throw py::buffer_error("stload.Tensor is in CPU memory and cannot be exported to device (" +
+                             std::to_string(device.first) + ", " + std::to_string(device.second) +
+                             ")");
+    }
+  }
+  DLPackRequest request{.dtype = *mapping.dlpack};
+  if (!max_version.is_none()) {
+    auto version = max_version.cast<std::pair<int64_t, int64_t>>();
+    request.versioned = version.first >= 1;
+  }
+  request.copy = !copy.is_none() && copy.cast<bool>();
+  return ExportDLPack(w, request);
+}
+
+}  // namespace
+
+void BindTensor(py::module_& m) {
+  py::class_<Tensor>(m, "Tensor", R"doc(
+A loaded weight whose dtype numpy does not have: BF16, F8_E5M2, F8_E4M3, F8_E8M0, F8_E4M3FNUZ,
+F8_E5M2FNUZ, F4, F6_E2M3, F6_E3M2.
+
+It views the memory stload read into (no copy) and keeps it alive. Use it through DLPack
+(``torch.from_dlpack(t)``, zero-copy, with the real element type; not for F4/F6) or as a read-only
+numpy view of the raw bits with ``t.numpy()`` (uint16 for BF16, uint8 otherwise). The bytes are
+read-only: do not write through a framework tensor made from it (weights read through mmap are
+read-only pages).)doc")
+      .def_property_readonly(
+          "dtype", [](const Tensor& t) { return std::string(DTypeName(t.weight().dtype())); },
+          "The safetensors dtype name, e.g. 'BF16'.")
+      .def_property_readonly(
+          "shape", [](const Tensor& t) { return ShapeTuple(t.weight()); },
+          "The shape in elements, as in the file's header.")
+      .def_property_readonly(
+          "ndim", [](const Tensor& t) { return t.weight().shape().size(); },
+          "Number of dimensions.")
+      .def_property_readonly(
+          "nbytes", [](const Tensor& t) { return t.weight().bytes().size(); },
+          "Size of the data in bytes.")
+      .def("numpy", &NumpyView, R"doc(
+A read-only numpy view of the raw bits, sharing memory with this tensor: dtype uint16 for BF16,
+uint8 for the FP8 types (same shape), uint8 for F4 and F6, where the last dimension counts bytes
+(or, when a row does not end on a byte boundary, a flat array of all the bytes).)doc")
+      .def("__dlpack__", &DunderDLPack, py::kw_only(), py::arg("stream") = py::none(),
+           py::arg("max_version") = py::none(), py::arg("dl_device") = py::none(),
+           py::arg("copy") = py::none(),
+           "DLPack export (CPU). A view unless copy=True; a versioned capsule when max_version "
+           ">= (1, 0), flagged read-only.")
+      .def(
+          "__dlpack_device__", [](const Tensor&) { return py::make_tuple(dlpack::kDeviceCpu, 0); },
+          "(1, 0): CPU memory.")
+      .def("__repr__", [](const Tensor& t) {
+        return "stload.Tensor(dtype='" + std::string(DTypeName(t.weight().dtype())) +
+               "', shape=" + py::repr(ShapeTuple(t.weight())).cast<std::string>() + ")";
+      });
+}
+
+}  // namespace stload::python

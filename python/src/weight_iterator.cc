@@ -1,0 +1,193 @@
+#include "weight_iterator.h"
+
+#include <pybind11/stl.h>
+
+#include <algorithm>
+#include <utility>
+
+#include "checkpoint_list.h"
+#include "status_error.h"
+#include "weight_value.h"
+
+namespace py = pybind11;
+
+namespace stload::python {
+
+template <typename OpenFn>
+std::unique_ptr<WeightIterator> WeightIterator::Open(const LoadConfig& config, OpenFn open) {
+  if (Status valid = config.Validate(); !valid.ok()) ThrowStatus(valid);
+  std::optional<Result<std::vector<Checkpoint>>> checkpoints;
+  {
+    py::gil_scoped_release release;  // reads and validates every header
+    checkpoints.emplace(open());
+  }
+  if (!checkpoints->ok()) ThrowStatus(checkpoints->status());
+  std::unique_ptr<WeightIterator> it(new WeightIterator(std::move(*checkpoints).value(), config));
+  std::vector<std::string> warnings;
+  for (const Checkpoint& c : it->checkpoints_) {
+    warnings.insert(warnings.end(), c.warnings().begin(), c.warnings().end());
+  }
+  it->EmitWarnings(std::move(warnings));
+  return it;
+}
+
+std::unique_ptr<WeightIterator> WeightIterator::OpenModel(const std::string& path,
+                                                          const LoadConfig& config) {
+  return Open(config, [&]() -> Result<std::vector<Checkpoint>> {
+    STLOAD_ASSIGN_OR_RETURN(Checkpoint checkpoint, Checkpoint::Open(path));
+    std::vector<Checkpoint> one;
+    one.push_back(std::move(checkpoint));
+    return one;
+  });
+}
+
+std::unique_ptr<WeightIterator> WeightIterator::OpenFiles(const std::vector<std::string>& files,
+                                                          const LoadConfig& config,
+                                                          bool keep_list_order) {
+  return Open(config, [&] { return OpenCheckpointList(files, keep_list_order); });
+}
+
+WeightIterator::WeightIterator(std::vector<Checkpoint> checkpoints, const LoadConfig& config)
+    : checkpoints_(std::move(checkpoints)), config_(config) {}
+
+WeightIterator::~WeightIterator() {
+  // Joining the readers can wait for a read in flight; other Python threads may run meanwhile.
+  py::gil_scoped_release release;
+  std::lock_guard lock(mu_);
+  StopLocked();
+}
+
+py::tuple WeightIterator::Next() {
+  Result<std::optional<Weight>> next = std::optional<Weight>();
+  std::vector<std::string> warnings;
+  {
+    py::gil_scoped_release release;
+    std::lock_guard lock(mu_);
+    next = NextLocked();
+    warnings.swap(pending_warnings_);
+  }
+  EmitWarnings(std::move(warnings));
+  if (!next.ok()) ThrowStatus(next.status());
+  if (!next->has_value()) throw py::stop_iteration();
+  return NamedWeight(std::move(**next));
+}
+
+void WeightIterator::Close() {
+  py::gil_scoped_release release;
+  std::lock_guard lock(mu_);
+  StopLocked();
+}
+
+py::dict WeightIterator::Stats() {
+  LoadStats stats;
+  {
+    py::gil_scoped_release release;
+    std::lock_guard lock(mu_);
+    stats = MergedStatsLocked();
+  }
+  py::dict out;
+  out["read_path"] = std::string(ReadPathName(stats.read_path));
+  out["io_uring"] = stats.io_uring;
+  out["threads"] = stats.threads;
+  out["bytes_read"] = stats.bytes_read;
+  out["peak_held_bytes"] = stats.peak_held_bytes;
+  out["fresh_bytes"] = stats.fresh_bytes;
+  out["warnings"] = stats.warnings;
+  out["checkpoints"] = checkpoints_.size();
+  return out;
+}
+
+Result<std::optional<Weight>> WeightIterator::NextLocked() {
+  while (!finished_) {
+    if (!loader_) {
+      if (next_checkpoint_ == checkpoints_.size()) break;
+      Result<Loader> loader = Loader::Open(checkpoints_[next_checkpoint_++], config_);
+      if (!loader.ok()) {
+        StopLocked();
+        return loader.status();
+      }
+      const std::vector<std::string>& warnings = loader->stats().warnings;
+      pending_warnings_.insert(pending_warnings_.end(), warnings.begin(), warnings.end());
+      loader_.emplace(std::move(loader).value());
+    }
+    Result<std::optional<Weight>> next = loader_->Next();
+    if (!next.ok()) {
+      StopLocked();  // like a Python generator: finished after raising
+      return next;
+    }
+    if (next->has_value()) return next;
+    RetireLoader();
+  }
+  return std::optional<Weight>();
+}
+
+void WeightIterator::RetireLoader() {
+  const LoadStats done = loader_->stats();
+  retired_.read_path = done.read_path;
+  retired_.io_uring = done.io_uring;
+  retired_.threads = std::max(retired_.threads, done.threads);
+  retired_.bytes_read += done.bytes_read;
+  retired_.peak_held_bytes = std::max(retired_.peak_held_bytes, done.peak_held_bytes);
+  retired_.fresh_bytes += done.fresh_bytes;
+  retired_.warnings.insert(retired_.warnings.end(), done.warnings.begin(), done.warnings.end());
+  loader_.reset();  // ~Loader cancels outstanding reads and joins the readers
+}
+
+void WeightIterator::StopLocked() {
+  if (loader_) RetireLoader();
+  finished_ = true;
+}
+
+LoadStats WeightIterator::MergedStatsLocked() const {
+  LoadStats merged = retired_;
+  if (loader_) {
+    const LoadStats live = loader_->stats();
+    merged.read_path = live.read_path;
+    merged.io_uring = live.io_uring;
+    merged.threads = std::max(merged.threads, live.threads);
+    merged.bytes_read += live.bytes_read;
+    merged.peak_held_bytes = std::max(merged.peak_held_bytes, live.peak_held_bytes);
+    merged.fresh_bytes += live.fresh_bytes;
+    merged.warnings.insert(merged.warnings.end(), live.warnings.begin(), live.warnings.end());
+  }
+  return merged;
+}
+
+void WeightIterator::EmitWarnings(std::vector<std::string> warnings) {
+  for (const std::string& w : warnings) {
+    if (PyErr_WarnEx(PyExc_RuntimeWarning, ("stload: " + w).c_str(), 1) != 0) {
+      throw py::error_already_set();  // warnings turned into errors
+    }
+  }
+}
+
+void BindWeightIterator(py::module_& m) {
+  py::class_<WeightIterator>(m, "WeightIterator", R"doc(
+Iterator of (name, array) pairs over one or more checkpoints (see stload.get_weight_iterator).
+
+close() (or dropping the iterator) stops the reader threads; arrays already yielded stay valid.
+Also a context manager that closes on exit.)doc")
+      .def("__iter__", [](py::object self) { return self; })
+      .def("__next__", &WeightIterator::Next)
+      .def("close", &WeightIterator::Close,
+           "Stop reading: cancels outstanding reads and joins the reader threads.")
+      .def("__enter__", [](py::object self) { return self; })
+      .def("__exit__",
+           [](WeightIterator& self, const py::args&) {
+             self.Close();
+             return false;
+           })
+      .def_property_readonly("stats", &WeightIterator::Stats, R"doc(
+What the loading did so far: {"read_path": "pread"|"mmap"|"direct", "io_uring": bool,
+"threads": reader threads started (most for one file), "bytes_read": int, "peak_held_bytes": int,
+"fresh_bytes": int, "warnings": [str], "checkpoints": how many checkpoints the files were
+opened as (1 when a list of files is one directory's shards)}.)doc");
+  m.def("open_model", &WeightIterator::OpenModel, py::arg("path"), py::arg("config"),
+        "A WeightIterator over a .safetensors file, a directory or an index.");
+  m.def("open_files", &WeightIterator::OpenFiles, py::arg("files"), py::arg("config"),
+        py::arg("keep_list_order"),
+        "A WeightIterator over .safetensors files: one checkpoint when they are exactly the shards "
+        "of their directory (listed in name order if keep_list_order), else file by file.");
+}
+
+}  // namespace stload::python

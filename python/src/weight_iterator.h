@@ -1,0 +1,72 @@
+// stload._stload.WeightIterator: the (name, array) iterator behind every Python loading function.
+//
+// It loads a sequence of checkpoints one after another, each with its own stload::Loader (a model
+// path is one checkpoint; a list of files usually too, see checkpoint_list.h). The GIL is released
+// while it waits for a weight, opens files or stops readers. Abandoning it (close(), or dropping
+// the last reference) cancels outstanding reads and joins the reader threads; weights already
+// handed out stay valid. Safe to call from several Python threads: calls are serialized.
+#pragma once
+
+#include <pybind11/pybind11.h>
+
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "stload/checkpoint.h"
+#include "stload/loader.h"
+
+namespace stload::python {
+
+class WeightIterator {
+ public:
+  // The factories open and validate every header now, so that a missing or corrupt file fails
+  // the call rather than a later next(), and check the config. They raise stload.Error.
+  // `path`: a .safetensors file, a directory or an index.
+  static std::unique_ptr<WeightIterator> OpenModel(const std::string& path,
+                                                   const LoadConfig& config);
+  // `files`: .safetensors files, opened by OpenCheckpointList.
+  static std::unique_ptr<WeightIterator> OpenFiles(const std::vector<std::string>& files,
+                                                   const LoadConfig& config, bool keep_list_order);
+  ~WeightIterator();
+  WeightIterator(const WeightIterator&) = delete;
+  WeightIterator& operator=(const WeightIterator&) = delete;
+
+  // The next (name, array) pair. Raises StopIteration at the end, stload.Error on a failure (once;
+  // the iterator is finished after it).
+  pybind11::tuple Next();
+  // Stops reading and frees what is not handed out. Idempotent.
+  void Close();
+  // Read path, threads, bytes so far and warnings, merged over the checkpoints loaded so far.
+  pybind11::dict Stats();
+
+ private:
+  WeightIterator(std::vector<Checkpoint> checkpoints, const LoadConfig& config);
+  template <typename OpenFn>
+  static std::unique_ptr<WeightIterator> Open(const LoadConfig& config, OpenFn open);
+
+  // These run with mu_ held and without the GIL.
+  Result<std::optional<Weight>> NextLocked();
+  void RetireLoader();
+  void StopLocked();
+  LoadStats MergedStatsLocked() const;
+
+  // Turns pending warnings into Python RuntimeWarnings. Needs the GIL, not mu_.
+  void EmitWarnings(std::vector<std::string> warnings);
+
+  std::mutex mu_;
+  const std::vector<Checkpoint> checkpoints_;
+  const LoadConfig config_;
+  size_t next_checkpoint_ = 0;    // the checkpoint the next loader loads
+  std::optional<Loader> loader_;  // the one being consumed
+  bool finished_ = false;
+  LoadStats retired_;  // merged stats of the loaders already finished
+  std::vector<std::string> pending_warnings_;
+};
+
+// Defines stload._stload.WeightIterator.
+void BindWeightIterator(pybind11::module_& m);
+
+}  // namespace stload::python

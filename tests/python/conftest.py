@@ -1,0 +1,56 @@
+"""Fixtures: the stload CLI and small checkpoints it generates (once per test session).
+
+Run by ctest (test `python_tests`), which sets PYTHONPATH to the built package and STLOAD_CLI to
+the built `stload` binary. By hand: PYTHONPATH=BUILD/python STLOAD_CLI=BUILD/tools/stload
+python3 -m pytest tests/python
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from helpers import run_cli
+
+
+def _cli_path() -> str | None:
+    path = os.environ.get("STLOAD_CLI") or shutil.which("stload")
+    return os.path.abspath(path) if path and os.access(path, os.X_OK) else None
+
+
+@pytest.fixture(scope="session")
+def cli() -> str:
+    """Path of the `stload` binary (STLOAD_CLI), for make-checkpoint and hash parity."""
+    path = _cli_path()
+    if path is None:
+        pytest.skip("the stload CLI was not found: set STLOAD_CLI to BUILD/tools/stload")
+    return path
+
+
+def make_checkpoint(cli: str, directory: Path, *args: str) -> Path:
+    run_cli(cli, "make-checkpoint", str(directory), *args)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def llama(cli, tmp_path_factory) -> Path:
+    """A Llama-like checkpoint: 3 shards and an index, BF16, about 8 MiB."""
+    return make_checkpoint(cli, tmp_path_factory.mktemp("llama") / "ckpt", "--preset", "llama",
+                           "--total", "8MiB", "--shards", "3", "--seed", "11")
+
+
+@pytest.fixture(scope="session")
+def deepseek(cli, tmp_path_factory) -> Path:
+    """A DeepSeek-like checkpoint: F8_E4M3 weights, F32 scales, BF16 norms; 2 shards, index."""
+    return make_checkpoint(cli, tmp_path_factory.mktemp("deepseek") / "ckpt", "--preset",
+                           "deepseek", "--total", "8MiB", "--shards", "2", "--seed", "12")
+
+
+@pytest.fixture(scope="session")
+def many_small(cli, tmp_path_factory) -> Path:
+    """Thousands of 512-byte tensors in 2 shards (read many to a request)."""
+    return make_checkpoint(cli, tmp_path_factory.mktemp("small") / "ckpt", "--preset",
+                           "many-small", "--total", "1MiB", "--shards", "2", "--seed", "13")

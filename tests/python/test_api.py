@@ -1,0 +1,223 @@
+"""Every public function and class of the stload package, on generated checkpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy
+import pytest
+
+import stload
+from helpers import cli_hashes, python_hashes, run_cli, shard_files
+from st_writer import write_safetensors
+
+
+def test_package_exports_the_original_api():
+    for name in ("get_weight_iterator", "safetensors_weights_iterator",
+                 "multi_thread_safetensors_weights_iterator", "load_file", "inspect",
+                 "LoadConfig", "Tensor", "Error", "DTYPES"):
+        assert hasattr(stload, name), name
+    assert isinstance(stload.__version__, str) and stload.__version__
+
+
+@pytest.mark.parametrize("target", ["directory", "index", "file"])
+def test_get_weight_iterator_takes_a_directory_an_index_or_a_file(cli, llama, target):
+    path = {"directory": llama, "index": llama / "model.safetensors.index.json",
+            "file": Path(shard_files(llama)[0])}[target]
+    assert python_hashes(stload.get_weight_iterator(path)) == cli_hashes(cli, path)
+
+
+def test_get_weight_iterator_yields_name_array_pairs(llama):
+    it = stload.get_weight_iterator(str(llama))
+    assert iter(it) is it
+    name, value = next(it)
+    assert isinstance(name, str)
+    assert isinstance(value, stload.Tensor)  # the llama preset is BF16
+    assert value.dtype == "BF16"
+    it.close()
+
+
+def test_get_weight_iterator_accepts_the_extra_config_dict(cli, llama):
+    config = {"enable_multithread_load": True, "num_threads": 3, "disable_mmap": True}
+    it = stload.get_weight_iterator(llama, config)
+    assert python_hashes(it) == cli_hashes(cli, llama)
+    assert it.stats["read_path"] == "pread"
+    assert 1 < it.stats["threads"] <= 3
+
+
+def test_get_weight_iterator_accepts_a_load_config(llama):
+    config = stload.LoadConfig(enable_multithread_load=True, num_threads=2, disable_mmap=False)
+    it = stload.get_weight_iterator(llama, config)
+    for _ in it:
+        pass
+    assert it.stats["read_path"] == "mmap"
+    assert it.stats["threads"] == 2
+    assert it.stats["bytes_read"] == stload.inspect(llama)["total_bytes"]
+
+
+def test_default_config_reads_with_one_thread(llama):
+    it = stload.get_weight_iterator(llama)
+    list(it)
+    assert it.stats["threads"] == 1
+
+
+def test_natural_order_is_the_default(llama):
+    names = [name for name, _ in stload.get_weight_iterator(llama)]
+    layer_numbers = [int(n.split(".")[2]) for n in names if n.startswith("model.layers.")]
+    assert layer_numbers == sorted(layer_numbers)  # layers.2 before layers.10
+
+
+def test_safetensors_weights_iterator_reads_the_files_in_turn(cli, llama):
+    files = shard_files(llama)
+    it = stload.safetensors_weights_iterator(files)
+    names = []
+    hashes = {}
+    for name, value in it:
+        names.append(name)
+        hashes.update(python_hashes([(name, value)]))
+    assert hashes == cli_hashes(cli, llama)
+    assert it.stats["threads"] == 1
+    # File by file: every tensor of the first file comes before any of the second.
+    first_file = {t["name"] for t in stload.inspect(files[0])["tensors"]}
+    assert set(names[:len(first_file)]) == first_file
+
+
+def test_safetensors_weights_iterator_takes_path_objects_and_a_single_path(cli, llama):
+    files = [Path(f) for f in shard_files(llama)]
+    assert python_hashes(stload.safetensors_weights_iterator(files)) == cli_hashes(cli, llama)
+    one = files[0]
+    assert python_hashes(stload.safetensors_weights_iterator(one)) == cli_hashes(cli, one)
+
+
+def test_safetensors_weights_iterator_of_no_files_is_empty():
+    assert list(stload.safetensors_weights_iterator([])) == []
+
+
+@pytest.mark.parametrize("disable_mmap", [False, True])
+def test_multi_thread_iterator(cli, llama, disable_mmap):
+    it = stload.multi_thread_safetensors_weights_iterator(shard_files(llama), max_workers=4,
+                                                          disable_mmap=disable_mmap)
+    assert python_hashes(it) == cli_hashes(cli, llama)
+    assert it.stats["read_path"] == ("pread" if disable_mmap else "mmap")
+    assert 1 < it.stats["threads"] <= 4
+
+
+def test_multi_thread_iterator_defaults_to_eight_workers_and_mmap(llama):
+    it = stload.multi_thread_safetensors_weights_iterator(shard_files(llama))
+    list(it)
+    assert it.stats["read_path"] == "mmap"
+    assert it.stats["threads"] <= 8
+
+
+def test_load_file_returns_a_dict_of_every_weight(cli, llama):
+    file = shard_files(llama)[1]
+    weights = stload.load_file(file)
+    assert isinstance(weights, dict)
+    assert python_hashes(weights.items()) == cli_hashes(cli, file)
+
+
+def test_load_file_with_a_config(cli, llama):
+    weights = stload.load_file(llama, {"disable_mmap": True})
+    assert python_hashes(weights.items()) == cli_hashes(cli, llama)
+
+
+def test_inspect_matches_the_cli(cli, deepseek):
+    expected = json.loads(run_cli(cli, "inspect", str(deepseek), "--json"))
+    assert stload.inspect(deepseek) == expected
+
+
+def test_inspect_returns_metadata(tmp_path):
+    path = write_safetensors(tmp_path / "m.safetensors",
+                             {"w": ("F32", [2], numpy.float32([1, 2]).tobytes())},
+                             metadata={"format": "pt", "note": "é"})
+    info = stload.inspect(path)
+    assert info["metadata"] == {"format": "pt", "note": "é"}
+    assert info["tensors"] == [{"name": "w", "dtype": "F32", "shape": [2],
+                                "file": "m.safetensors", "data_offsets": [0, 8]}]
+    assert info["total_bytes"] == 8
+
+
+def test_load_config_keys_and_defaults():
+    c = stload.LoadConfig()
+    assert c.enable_multithread_load is False
+    assert c.num_threads == 8
+    assert c.disable_mmap is None
+    assert c.reader_threads() == 1
+    assert c.order == "natural"
+    c = stload.LoadConfig(enable_multithread_load=True, num_threads=4, disable_mmap=True,
+                          memory_limit="512MiB", chunk_bytes=65536, order="any", io_uring=True,
+                          uring_depth=8, direct_io=False)
+    assert c.reader_threads() == 4
+    assert c.memory_limit == 512 << 20
+    assert c.chunk_bytes == 65536
+    assert c.order == "any"
+    assert stload.LoadConfig(**c.to_dict()) == c
+    assert "num_threads=4" in repr(c)
+
+
+def test_load_config_from_json_and_attribute_setters():
+    c = stload.LoadConfig.from_json('{"enable_multithread_load": true, "num_threads": 2}')
+    assert c.reader_threads() == 2
+    c.memory_limit = "1GiB"
+    c.chunk_bytes = 4096
+    c.order = "file"
+    c.disable_mmap = False
+    assert (c.memory_limit, c.chunk_bytes, c.order, c.disable_mmap) == (1 << 30, 4096, "file",
+                                                                          False)
+    c.disable_mmap = None
+    assert c.disable_mmap is None
+    c.validate()
+
+
+def test_load_config_none_means_unset():
+    assert stload.LoadConfig(disable_mmap=None) == stload.LoadConfig()
+
+
+def test_iterator_is_a_context_manager(llama):
+    with stload.get_weight_iterator(llama) as it:
+        next(it)
+    with pytest.raises(StopIteration):
+        next(it)
+
+
+def test_dtype_name_of_yielded_values(deepseek):
+    seen = {stload.dtype_name(v) for _, v in stload.get_weight_iterator(deepseek)}
+    assert seen == {"F8_E4M3", "F32", "BF16"}
+    assert stload.dtype_name(numpy.zeros(1, numpy.float32)) == "F32"
+
+
+def test_paths_may_be_relative(cli, llama, monkeypatch):
+    monkeypatch.chdir(llama)
+    file = os.path.basename(shard_files(llama)[0])
+    assert python_hashes(stload.get_weight_iterator(file)) == cli_hashes(cli, llama / file)
+
+
+def test_a_directorys_shards_load_as_one_checkpoint(cli, llama):
+    files = shard_files(llama)
+    it = stload.multi_thread_safetensors_weights_iterator(list(reversed(files)), max_workers=2)
+    assert it.stats["checkpoints"] == 1  # any order: the original yields in completion order
+    assert python_hashes(it) == cli_hashes(cli, llama)
+    assert stload.safetensors_weights_iterator(files).stats["checkpoints"] == 1
+
+
+def test_other_lists_load_file_by_file_in_list_order(cli, llama, tmp_path):
+    files = shard_files(llama)
+    # Not in name order: the single-threaded iterator keeps the list's order.
+    it = stload.safetensors_weights_iterator(list(reversed(files)))
+    assert it.stats["checkpoints"] == len(files)
+    last_file = {t["name"] for t in stload.inspect(files[-1])["tensors"]}
+    names = [name for name, _ in it]
+    assert set(names[:len(last_file)]) == last_file
+    # A subset of the directory's shards.
+    it = stload.multi_thread_safetensors_weights_iterator(files[:2], max_workers=2)
+    assert it.stats["checkpoints"] == 2
+    expected = cli_hashes(cli, files[0]) | cli_hashes(cli, files[1])
+    assert python_hashes(it) == expected
+    # Files from two directories.
+    other = write_safetensors(tmp_path / "extra.safetensors",
+                              {"extra": ("F32", [2], numpy.float32([1, 2]).tobytes())})
+    it = stload.multi_thread_safetensors_weights_iterator([files[0], other], max_workers=2)
+    assert it.stats["checkpoints"] == 2
+    assert {name for name, _ in it} == set(cli_hashes(cli, files[0])) | {"extra"}
