@@ -8,11 +8,18 @@
 #include <cerrno>
 #include <string>
 
+#include "io/syscalls.h"
+
 namespace stload::io {
 
 Result<UniqueFd> ReopenDirect(int fd) {
   const std::string proc = "/proc/self/fd/" + std::to_string(fd);
-  int direct = ::open(proc.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT);
+  // Through /proc/self/fd, not the path: the same inode that was validated, even if the path has
+  // been replaced since.
+  int direct;
+  do {
+    direct = Sys().Open(proc.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT);
+  } while (direct < 0 && errno == EINTR);
   if (direct < 0) {
     if (errno == EINVAL) return UnsupportedError("the filesystem does not support O_DIRECT");
     return IoError(errno, "open with O_DIRECT");
@@ -24,8 +31,8 @@ uint32_t DirectIoAlignment(int fd) {
   constexpr uint32_t kFallback = 4096;
 #ifdef STATX_DIOALIGN
   struct statx stx {};
-  if (::statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) == 0 && (stx.stx_mask & STATX_DIOALIGN) &&
-      stx.stx_dio_offset_align != 0) {
+  if (Sys().Statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) == 0 &&
+      (stx.stx_mask & STATX_DIOALIGN) && stx.stx_dio_offset_align != 0) {
     return std::max({stx.stx_dio_offset_align, stx.stx_dio_mem_align, 512u});
   }
 #endif
@@ -39,7 +46,7 @@ Status PreadDirect(int fd, std::byte* dst, uint64_t offset, uint64_t length, uin
   uint64_t done = 0;
   while (done < needed) {
     const uint64_t before = done;
-    ssize_t n = ::pread(fd, dst + done, length - done, static_cast<off_t>(offset + done));
+    ssize_t n = Sys().Pread(fd, dst + done, length - done, static_cast<off_t>(offset + done));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return IoError(errno, "read (O_DIRECT)").WithOffset(offset + done);
     if (n == 0) {
@@ -53,7 +60,7 @@ Status PreadDirect(int fd, std::byte* dst, uint64_t offset, uint64_t length, uin
       // Less than one aligned block came back: the file ends inside it, before `needed` (it
       // shrank since it was opened), the same corruption PreadFull reports.
       struct stat st {};
-      if (::fstat(fd, &st) == 0 && static_cast<uint64_t>(st.st_size) < offset + needed) {
+      if (Sys().Fstat(fd, &st) == 0 && static_cast<uint64_t>(st.st_size) < offset + needed) {
         return CorruptError("file ends before the data its header describes")
             .WithOffset(before + offset + static_cast<uint64_t>(n));
       }

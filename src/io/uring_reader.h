@@ -33,9 +33,14 @@ class UringReader {
 
   unsigned depth() const { return depth_; }
 
+  // How many times in a row one read may complete with -EAGAIN before it is an error.
+  static constexpr uint32_t kMaxRetries = 1000;
+
   // Submits every request (at most depth() of them) and waits until all are complete, resubmitting
-  // short reads, EINTR and EAGAIN. Returns the first failure, with the offset where it happened
-  // and the index of its request in `failed_request`.
+  // the rest of short reads, and reads that completed with -EINTR or -EAGAIN (at most kMaxRetries
+  // times in a row). Returns the first failure, with the offset where it happened and the index of
+  // its request in `failed_request`; by then no read is still in flight. After a failed
+  // submission (not a failed read) the ring is not usable again: later calls fail with kInternal.
   Status ReadAll(std::span<ReadRequest> requests, size_t* failed_request);
 
  private:
@@ -43,6 +48,7 @@ class UringReader {
   UringReader(std::unique_ptr<Ring> ring, unsigned depth);
   std::unique_ptr<Ring> ring_;
   unsigned depth_;
+  bool broken_ = false;
 };
 
 }  // namespace stload::io

@@ -71,9 +71,10 @@ class IntoRun {
         break;  // the system refused more threads: go on with those that started
       }
     }
+    started_ = static_cast<int>(pool.size());
     {
       std::lock_guard lock(mu_);
-      running_ -= threads - static_cast<int>(pool.size());
+      running_ -= threads - started_;
     }
     if (pool.empty() && threads > 0) return ResourceExhaustedError("cannot start a reader thread");
     const uint64_t total = TotalBytes();
@@ -94,6 +95,8 @@ class IntoRun {
   }
 
   uint64_t bytes_done() const { return bytes_done_.load(); }
+  // Reader threads Run started (fewer than asked where the system refused more).
+  int threads_started() const { return started_; }
 
  private:
   uint64_t TotalBytes() const {
@@ -194,6 +197,7 @@ class IntoRun {
   std::mutex mu_;
   std::condition_variable done_cv_;
   int running_ = 0;
+  int started_ = 0;
   Status error_;
 };
 
@@ -233,9 +237,10 @@ Status LoadInto(const Checkpoint& checkpoint, const LoadConfig& config,
     out.warnings.push_back("io_uring is not used for O_DIRECT reads into caller memory (they go "
                            "through bounce buffers); reading them with pread");
   }
-  out.threads = load::WorkerCount(config.reader_threads(), chunks.size());
+  const int threads = load::WorkerCount(config.reader_threads(), chunks.size());
   IntoRun run(checkpoint, config, std::move(files), std::move(chunks));
-  Status status = run.Run(out.threads, progress);
+  Status status = run.Run(threads, progress);
+  out.threads = run.threads_started();
   out.bytes_read = run.bytes_done();
   return status;
 }

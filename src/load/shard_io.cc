@@ -1,9 +1,6 @@
 #include "load/shard_io.h"
 
-#include <sys/stat.h>
-
 #include <algorithm>
-#include <cerrno>
 
 #include "io/direct_io.h"
 #include "io/file.h"
@@ -91,19 +88,8 @@ Status ShardFiles::Read(uint32_t shard, uint64_t begin, uint64_t end, std::byte*
       status = io::PreadDirect(f.direct_fd.get(), dst, begin, end - begin, f.info->size_bytes, f.align);
       break;
     case ReadPath::kMmap:
+      // Also checks that the file still holds the range (see MappedFile::Populate).
       status = f.map.Populate(begin, end - begin);
-      // A file that shrank so that it ends inside the range's last page still maps that page
-      // (the bytes past the end read as zeros), so Populate succeeds there: check the size too.
-      if (status.ok() && end > begin) {
-        struct stat st {};
-        if (::fstat(f.fd, &st) != 0) {
-          status = IoError(errno, "fstat").WithOffset(begin);
-        } else if (static_cast<uint64_t>(st.st_size) < end) {
-          status = CorruptError("file shrank after it was opened: it ends before the data its "
-                                "header describes")
-                       .WithOffset(std::max(begin, static_cast<uint64_t>(st.st_size)));
-        }
-      }
       break;
   }
   if (!status.ok()) return std::move(status).WithPath(f.info->path);
