@@ -44,11 +44,17 @@ class Checkpoint {
   //   kIoError   the system failed to open or read a file
   static Result<Checkpoint> Open(const std::string& path);
 
+  // Exactly the listed .safetensors files as one checkpoint (no index), shards in list order, so
+  // file order and index_order() follow the list: what the original loader's iterators take.
+  // path() is the first file. Errors as Open, naming the file; a tensor name in two of the files
+  // (or a file listed twice) is kCorrupt; an empty list is kInvalidArgument.
+  static Result<Checkpoint> OpenFiles(std::span<const std::string> paths);
+
   // The path given to Open.
   const std::string& path() const;
   // Whether the checkpoint was described by a model.safetensors.index.json.
   bool has_index() const;
-  // Shards sorted by file name (file order).
+  // Shards in file order: sorted by file name (a directory, an index) or as listed (OpenFiles).
   std::span<const ShardInfo> shards() const;
   // Every tensor in file order: shard by shard, then by data offset.
   std::span<const TensorInfo> tensors() const;

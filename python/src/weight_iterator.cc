@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <utility>
 
-#include "checkpoint_list.h"
 #include "status_error.h"
 #include "weight_value.h"
 
@@ -42,9 +41,17 @@ std::unique_ptr<WeightIterator> WeightIterator::OpenModel(const std::string& pat
 }
 
 std::unique_ptr<WeightIterator> WeightIterator::OpenFiles(const std::vector<std::string>& files,
-                                                          const LoadConfig& config,
-                                                          bool keep_list_order) {
-  return Open(config, [&] { return OpenCheckpointList(files, keep_list_order); });
+                                                          const LoadConfig& config) {
+  return Open(config, [&]() -> Result<std::vector<Checkpoint>> {
+    // One checkpoint for all the files: one pool of readers spans them and one buffer arena is
+    // reused throughout (one Loader per file faulted in 3.9 instead of 0.65 GiB of fresh memory
+    // and ran at 2.4 instead of 6.4 GB/s: 4 GiB, 8 files, pread, 8 threads).
+    std::vector<Checkpoint> checkpoints;
+    if (files.empty()) return checkpoints;  // nothing to yield, as the original
+    STLOAD_ASSIGN_OR_RETURN(Checkpoint all, Checkpoint::OpenFiles(files));
+    checkpoints.push_back(std::move(all));
+    return checkpoints;
+  });
 }
 
 WeightIterator::WeightIterator(std::vector<Checkpoint> checkpoints, const LoadConfig& config)
@@ -185,9 +192,7 @@ opened as (1 when a list of files is one directory's shards)}.)doc");
   m.def("open_model", &WeightIterator::OpenModel, py::arg("path"), py::arg("config"),
         "A WeightIterator over a .safetensors file, a directory or an index.");
   m.def("open_files", &WeightIterator::OpenFiles, py::arg("files"), py::arg("config"),
-        py::arg("keep_list_order"),
-        "A WeightIterator over .safetensors files: one checkpoint when they are exactly the shards "
-        "of their directory (listed in name order if keep_list_order), else file by file.");
+        "A WeightIterator over .safetensors files, opened as one checkpoint in list order.");
 }
 
 }  // namespace stload::python

@@ -27,9 +27,9 @@ class WeightIterator {
   // `path`: a .safetensors file, a directory or an index.
   static std::unique_ptr<WeightIterator> OpenModel(const std::string& path,
                                                    const LoadConfig& config);
-  // `files`: .safetensors files, opened by OpenCheckpointList.
+  // `files`: .safetensors files, opened as one checkpoint (Checkpoint::OpenFiles); none: empty.
   static std::unique_ptr<WeightIterator> OpenFiles(const std::vector<std::string>& files,
-                                                   const LoadConfig& config, bool keep_list_order);
+                                                   const LoadConfig& config);
   ~WeightIterator();
   WeightIterator(const WeightIterator&) = delete;
   WeightIterator& operator=(const WeightIterator&) = delete;

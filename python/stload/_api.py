@@ -70,7 +70,7 @@ def safetensors_weights_iterator(files: Iterable[PathLike]) -> WeightIterator:
     Files come in list order, each file's weights in the order of their data in the file.
     """
     config = LoadConfig(enable_multithread_load=False, order="file")
-    return _stload.open_files(_as_paths(files), config, keep_list_order=True)
+    return _stload.open_files(_as_paths(files), config)
 
 
 def multi_thread_safetensors_weights_iterator(files: Iterable[PathLike], max_workers: int = 8,
@@ -86,8 +86,7 @@ def multi_thread_safetensors_weights_iterator(files: Iterable[PathLike], max_wor
 
     The threads read several files at once and split each into chunks, so one large file
     keeps them all busy too. Weights come in natural name order (``layers.2`` before
-    ``layers.10``) across the files when they are all the shards of one directory, file by file
-    otherwise (the original yields them in completion order).
+    ``layers.10``) across all the files (the original yields them in completion order).
     """
     if (isinstance(max_workers, bool) or not isinstance(max_workers, numbers.Integral)
             or max_workers < 1):
@@ -98,7 +97,7 @@ def multi_thread_safetensors_weights_iterator(files: Iterable[PathLike], max_wor
                                    code="invalid argument")
     config = LoadConfig(enable_multithread_load=True, num_threads=int(max_workers),
                         disable_mmap=disable_mmap)
-    return _stload.open_files(_as_paths(files), config, keep_list_order=False)
+    return _stload.open_files(_as_paths(files), config)
 
 
 def load_file(path: PathLike,

@@ -228,6 +228,17 @@ Result<Checkpoint> Checkpoint::Open(const std::string& path) {
   return Checkpoint(std::move(impl));
 }
 
+Result<Checkpoint> Checkpoint::OpenFiles(std::span<const std::string> paths) {
+  if (paths.empty()) return InvalidArgumentError("no files to open");
+  auto impl = std::make_shared<Impl>();
+  impl->path = paths.front();
+  for (const std::string& path : paths) STLOAD_RETURN_IF_ERROR(AddShard(*impl, path));
+  STLOAD_RETURN_IF_ERROR(IndexNames(*impl));
+  impl->index_order.resize(impl->tensors.size());
+  for (uint32_t i = 0; i < impl->tensors.size(); ++i) impl->index_order[i] = i;
+  return Checkpoint(std::move(impl));
+}
+
 const std::string& Checkpoint::path() const { return impl_->path; }
 bool Checkpoint::has_index() const { return impl_->has_index; }
 std::span<const ShardInfo> Checkpoint::shards() const { return impl_->shards; }

@@ -216,6 +216,51 @@ TEST_F(CheckpointTest, DirectoryWithoutIndexTakesEverySafetensorsFileSortedByNam
   }
 }
 
+TEST_F(CheckpointTest, OpenFilesTakesExactlyTheListedFilesInListOrder) {
+  const std::string c = WriteShard("c.safetensors", {{"c0", DType::kU8, {3}}}, {}, 3);
+  const std::string a =
+      WriteShard("a.safetensors", {{"a0", DType::kI32, {2}}, {"a1", DType::kI8, {1}}}, {}, 1);
+  WriteShard("b.safetensors", {{"b0", DType::kF16, {5}}}, {}, 2);  // not listed
+  WriteIndex({{"a0", "a.safetensors"}});                            // ignored: no index here
+
+  const std::vector<std::string> files = {c, a};
+  Result<Checkpoint> ckpt = Checkpoint::OpenFiles(files);
+  ASSERT_TRUE(ckpt.ok()) << ckpt.status().ToString();
+  EXPECT_FALSE(ckpt->has_index());
+  EXPECT_EQ(ckpt->path(), c);
+  EXPECT_EQ(ShardNames(*ckpt), (std::vector<std::string>{"c.safetensors", "a.safetensors"}));
+  EXPECT_EQ(Names(*ckpt), (std::vector<std::string>{"c0", "a0", "a1"}));
+  EXPECT_EQ(IndexOrderNames(*ckpt), Names(*ckpt));
+  EXPECT_EQ(ckpt->shards()[1].first_tensor, 1u);
+  EXPECT_EQ(ckpt->tensors()[2].shard, 1u);
+  EXPECT_EQ(ckpt->total_bytes(), 3u + 8u + 1u);
+  std::vector<std::byte> bytes(3);
+  ASSERT_TRUE(ckpt->ReadTensorBytes(0, 0, bytes).ok());
+  EXPECT_EQ(ToString(bytes), DataBytes(3, 0, 3));
+}
+
+TEST_F(CheckpointTest, OpenFilesErrorsNameTheFile) {
+  const std::string a = WriteShard("a.safetensors", {{"x", DType::kU8, {1}}});
+  const std::string b = WriteShard("b.safetensors", {{"x", DType::kU8, {2}}});
+  const std::vector<std::string> twice = {a, b};
+  Result<Checkpoint> dup = Checkpoint::OpenFiles(twice);
+  ASSERT_FALSE(dup.ok());
+  EXPECT_EQ(dup.status().code(), ErrorCode::kCorrupt);
+  EXPECT_EQ(dup.status().file_name(), "b.safetensors");
+  EXPECT_EQ(dup.status().context().tensor, "x");
+
+  const std::vector<std::string> same = {a, a};
+  EXPECT_EQ(Checkpoint::OpenFiles(same).status().code(), ErrorCode::kCorrupt);
+
+  const std::vector<std::string> missing = {a, dir_.File("gone.safetensors")};
+  Result<Checkpoint> gone = Checkpoint::OpenFiles(missing);
+  ASSERT_FALSE(gone.ok());
+  EXPECT_EQ(gone.status().code(), ErrorCode::kNotFound);
+  EXPECT_EQ(gone.status().file_name(), "gone.safetensors");
+
+  EXPECT_EQ(Checkpoint::OpenFiles({}).status().code(), ErrorCode::kInvalidArgument);
+}
+
 TEST_F(CheckpointTest, DirectoryWithIndexTakesOnlyTheFilesItNames) {
   WriteTwoShardCheckpoint();
   // Neither a valid stray shard nor a corrupt one is looked at when an index says what to open.

@@ -194,30 +194,36 @@ def test_paths_may_be_relative(cli, llama, monkeypatch):
     assert python_hashes(stload.get_weight_iterator(file)) == cli_hashes(cli, llama / file)
 
 
-def test_a_directorys_shards_load_as_one_checkpoint(cli, llama):
+def test_a_list_of_files_loads_as_one_checkpoint(cli, llama, tmp_path):
     files = shard_files(llama)
     it = stload.multi_thread_safetensors_weights_iterator(list(reversed(files)), max_workers=2)
-    assert it.stats["checkpoints"] == 1  # any order: the original yields in completion order
+    assert it.stats["checkpoints"] == 1  # one pool of readers and one arena for every file
     assert python_hashes(it) == cli_hashes(cli, llama)
-    assert stload.safetensors_weights_iterator(files).stats["checkpoints"] == 1
-
-
-def test_other_lists_load_file_by_file_in_list_order(cli, llama, tmp_path):
-    files = shard_files(llama)
-    # Not in name order: the single-threaded iterator keeps the list's order.
-    it = stload.safetensors_weights_iterator(list(reversed(files)))
-    assert it.stats["checkpoints"] == len(files)
-    last_file = {t["name"] for t in stload.inspect(files[-1])["tensors"]}
-    names = [name for name, _ in it]
-    assert set(names[:len(last_file)]) == last_file
     # A subset of the directory's shards.
     it = stload.multi_thread_safetensors_weights_iterator(files[:2], max_workers=2)
-    assert it.stats["checkpoints"] == 2
-    expected = cli_hashes(cli, files[0]) | cli_hashes(cli, files[1])
-    assert python_hashes(it) == expected
+    assert it.stats["checkpoints"] == 1
+    assert python_hashes(it) == cli_hashes(cli, files[0]) | cli_hashes(cli, files[1])
     # Files from two directories.
     other = write_safetensors(tmp_path / "extra.safetensors",
                               {"extra": ("F32", [2], numpy.float32([1, 2]).tobytes())})
     it = stload.multi_thread_safetensors_weights_iterator([files[0], other], max_workers=2)
-    assert it.stats["checkpoints"] == 2
     assert {name for name, _ in it} == set(cli_hashes(cli, files[0])) | {"extra"}
+
+
+def test_the_single_threaded_iterator_keeps_the_lists_order(llama):
+    files = list(reversed(shard_files(llama)))  # not in name order
+    names = [name for name, _ in stload.safetensors_weights_iterator(files)]
+    expected = [t["name"] for f in files for t in sorted(
+        stload.inspect(f)["tensors"], key=lambda t: t["data_offsets"][0])]
+    assert names == expected
+
+
+def test_a_tensor_in_two_listed_files_is_an_error(llama):
+    files = shard_files(llama)
+    with pytest.raises(ValueError, match=os.path.basename(files[0])):
+        stload.multi_thread_safetensors_weights_iterator([files[0], files[0]], max_workers=2)
+
+
+def test_an_empty_list_yields_nothing():
+    assert list(stload.safetensors_weights_iterator([])) == []
+    assert list(stload.multi_thread_safetensors_weights_iterator([], max_workers=2)) == []
