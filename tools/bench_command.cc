@@ -45,6 +45,7 @@ struct BenchArgs {
   int repeat = 3;
   std::string json_file;
   std::string chart_file;
+  std::string cache_drop = "auto";
 };
 
 std::vector<std::string> SplitList(const std::string& text) {
@@ -127,24 +128,25 @@ struct Bound {
   double gb_per_s = 0;  // 0: no limit applies
 };
 
-// The limit of the work a load must do. Warm: every buffered path copies each byte once out of
-// the page cache (the best page-cache read); O_DIRECT bypasses the cache and is bounded by the
-// device. Cold: the best raw sequential read of the files bounds everything. On top of that,
-// stream copies each weight once more on the consumer's single thread (memcpy, one thread), and
-// keep puts every byte into fresh memory (first-touch limit), except through mmap, which maps the
-// page cache and copies nothing (warm, no limit applies).
+// The limit of the work a load must do, from the path the load really took (a refused O_DIRECT
+// falls back to buffered reads). Warm: every buffered path copies each byte once out of the page
+// cache (the best page-cache read); O_DIRECT bypasses the cache and is bounded by the device.
+// Cold: the best raw sequential read of the files bounds everything. On top of that, stream
+// copies each weight once more on the consumer's single thread (memcpy, one thread), and keep
+// puts every byte into fresh memory (the best first-touch rate), except through mmap, which maps
+// the page cache and copies nothing (warm, no limit applies).
 Bound LimitFor(bool cold, const CacheLimits& cache, const CacheLimits& memory,
-               const std::string& consumer, const std::string& mode) {
+               const std::string& consumer, const std::string& read_path) {
+  if (consumer == "keep" && read_path == "mmap" && !cold) {
+    return {"none: maps the page cache, copies nothing", 0};
+  }
   const Limit* base = nullptr;
   if (cold) {
     base = cache.Find("raw_read");
-  } else if (mode == "direct" && cache.Find("direct_read")) {
+  } else if (read_path == "direct" && cache.Find("direct_read")) {
     base = cache.Find("direct_read");
   } else {
     base = cache.Find("page_cache_read");
-  }
-  if (consumer == "keep" && mode == "mmap" && !cold) {
-    return {"none: maps the page cache, copies nothing", 0};
   }
   if (!base) return {};
   Bound bound{base->label, base->median};
@@ -153,13 +155,15 @@ Bound LimitFor(bool cold, const CacheLimits& cache, const CacheLimits& memory,
     if (l && l->median < bound.gb_per_s) bound = {l->label, l->median};
   };
   if (consumer == "stream") tighten("memcpy_1");
-  if (consumer == "keep" && mode != "mmap") tighten("fresh_huge");
+  if (consumer == "keep" && read_path != "mmap") tighten("fresh_huge");
   return bound;
 }
 
 struct Measured {
   std::string cache, consumer, mode;
   int threads = 0;
+  int threads_started = 0;  // by the loader (fewer when there is little work; at most 256)
+  double resident_before = 0;  // cold: largest fraction of the files still cached at the start
   json repetitions = json::array();
   double median_seconds = 0;
   double median_gb_per_s = 0;
@@ -171,14 +175,32 @@ struct Measured {
 
 class Bench {
  public:
-  Bench(const BenchArgs& args, const Checkpoint& ckpt, std::string self)
-      : args_(args), ckpt_(ckpt), self_(std::move(self)) {
+  // The lists, checked before anything is opened: a bad one is a UsageError.
+  struct Lists {
+    std::vector<int> threads;
+    std::vector<std::string> modes, consumers;
+    bench::CacheDropMethod drop_method;
+  };
+  static Lists ParseLists(const BenchArgs& args) {
+    Lists lists{ParseThreadCounts(args.threads), ParseNames("--modes", args.modes, kModes),
+                ParseNames("--consumers", args.consumers, kConsumers),
+                bench::ChooseCacheDropMethod()};
+    if (args.cache_drop == "drop_caches") {
+      lists.drop_method = bench::CacheDropMethod::kDropCaches;
+    } else if (args.cache_drop == "fadvise") {
+      lists.drop_method = bench::CacheDropMethod::kFadvise;
+    } else if (args.cache_drop != "auto") {
+      throw UsageError{"--cache-drop must be auto, drop_caches or fadvise, not '" +
+                       args.cache_drop + "'"};
+    }
+    return lists;
+  }
+
+  Bench(const BenchArgs& args, const Lists& lists, const Checkpoint& ckpt)
+      : args_(args), ckpt_(ckpt), threads_(lists.threads), modes_(lists.modes),
+        consumers_(lists.consumers), drop_method_(lists.drop_method) {
     for (const ShardInfo& s : ckpt.shards()) files_.push_back({s.path, s.size_bytes});
-    threads_ = ParseThreadCounts(args.threads);
-    modes_ = ParseNames("--modes", args.modes, kModes);
-    consumers_ = ParseNames("--consumers", args.consumers, kConsumers);
-    cpus_ = std::max(1u, std::thread::hardware_concurrency());
-    drop_method_ = bench::ChooseCacheDropMethod();
+    cpus_ = bench::UsableCpus();
   }
 
   Status Run(bool warm, bool cold) {
@@ -194,7 +216,7 @@ class Bench {
 
  private:
   void PrintHeader(bool warm, bool cold) const {
-    std::printf("stload bench: %s: %zu file%s, %s, %zu tensors; %u CPUs; %d repetition%s each\n",
+    std::printf("stload bench: %s: %zu file%s, %s, %zu tensors; %d CPUs; %d repetition%s each\n",
                 args_.path.c_str(), files_.size(), files_.size() == 1 ? "" : "s",
                 FormatBytes(ckpt_.total_bytes()).c_str(), ckpt_.tensors().size(), cpus_,
                 args_.repeat, args_.repeat == 1 ? "" : "s");
@@ -216,9 +238,15 @@ class Bench {
     if (::isatty(STDERR_FILENO)) std::fprintf(stderr, "\r\033[K");
   }
 
-  Status PrepareCache(bool cold) {
-    if (!cold) return OkStatus();
-    return bench::DropPageCache(files_, drop_method_);
+  // Cold: empties the cache and returns the fraction of the files still cached. Warm: reads the
+  // files again (cheap when they are cached) so that earlier runs cannot have evicted them.
+  Result<double> PrepareCache(bool cold) {
+    if (!cold) {
+      STLOAD_RETURN_IF_ERROR(bench::TimeBufferedRead(files_, cpus_).status());
+      return 1.0;
+    }
+    STLOAD_RETURN_IF_ERROR(bench::DropPageCache(files_, drop_method_));
+    return bench::ResidentFraction(files_);
   }
 
   // Measures `measure` (returning GB/s) args_.repeat times.
@@ -227,7 +255,7 @@ class Bench {
     Limit limit{std::move(key), std::move(label), {}, 0, "", ""};
     for (int r = 0; r < args_.repeat; ++r) {
       Progress(std::string(cold ? "cold" : "warm") + " limit: " + limit.label);
-      STLOAD_RETURN_IF_ERROR(PrepareCache(cold));
+      if (cold) STLOAD_RETURN_IF_ERROR(PrepareCache(cold).status());
       Result<double> gbps = measure();
       if (!gbps.ok()) {
         if (gbps.status().code() != ErrorCode::kUnsupported) return gbps.status();
@@ -241,11 +269,15 @@ class Bench {
     return OkStatus();
   }
 
-  // Adds the best of the measured rows as `key`, the limit the loads are compared with.
-  static void AddBest(CacheLimits& limits, const std::string& key, const std::string& label) {
+  // Adds the best of the measured rows whose keys start with `prefix` as `key`, the limit the
+  // loads are compared with.
+  static void AddBest(CacheLimits& limits, const std::string& prefix, const std::string& key,
+                      const std::string& label) {
     const Limit* best = nullptr;
     for (const Limit& l : limits.rows) {
-      if (l.median > 0 && (!best || l.median > best->median)) best = &l;
+      if (l.key.rfind(prefix, 0) == 0 && l.median > 0 && (!best || l.median > best->median)) {
+        best = &l;
+      }
     }
     if (best) limits.rows.push_back({key, label, best->gb_per_s, best->median, "",
                                             best->label});
@@ -254,22 +286,32 @@ class Bench {
   // Bandwidth of memory alone, the same cold or warm.
   Status MeasureMemoryLimits() {
     const std::string all = std::to_string(cpus_) + " threads";
-    // Large enough to defeat the CPU caches, no larger than the checkpoint needs.
-    const uint64_t per_thread = std::clamp<uint64_t>(bytes_on_disk_, 64ull << 20, 256ull << 20);
+    // Large enough to defeat the CPU caches, no larger than the checkpoint needs, at most 4 GiB
+    // in all whatever the CPU count.
+    const uint64_t per_thread = std::clamp<uint64_t>(
+        std::min<uint64_t>(bytes_on_disk_, (4ull << 30) / (2 * static_cast<uint64_t>(cpus_))),
+        16ull << 20, 256ull << 20);
     const uint64_t fresh = std::clamp<uint64_t>(bytes_on_disk_, 64ull << 20, 1ull << 30);
     CacheLimits& m = memory_limits_;
-    STLOAD_RETURN_IF_ERROR(MeasureLimit(m, false, "memcpy_1", "memcpy, 1 thread", [&] {
-      return Result<double>(bench::MeasureMemcpy(1, per_thread));
-    }));
-    STLOAD_RETURN_IF_ERROR(MeasureLimit(m, false, "memcpy_all", "memcpy, " + all, [&] {
-      return Result<double>(bench::MeasureMemcpy(static_cast<int>(cpus_), per_thread));
-    }));
-    STLOAD_RETURN_IF_ERROR(MeasureLimit(m, false, "fresh_4k", "fresh memory, 4 KiB pages", [&] {
-      return Result<double>(bench::MeasureFreshTouch(fresh, false));
-    }));
-    STLOAD_RETURN_IF_ERROR(
-        MeasureLimit(m, false, "fresh_huge", "fresh memory, huge-page advice",
-                     [&] { return Result<double>(bench::MeasureFreshTouch(fresh, true)); }));
+    auto memcpy_gbps = [&](int threads) {
+      return [=] { return Result<double>(bench::MeasureMemcpy(threads, per_thread)); };
+    };
+    auto fresh_gbps = [&](bool huge, int threads) {
+      return [=] { return Result<double>(bench::MeasureFreshTouch(fresh, huge, threads)); };
+    };
+    STLOAD_RETURN_IF_ERROR(MeasureLimit(m, false, "memcpy_1", "memcpy, 1 thread", memcpy_gbps(1)));
+    STLOAD_RETURN_IF_ERROR(MeasureLimit(m, false, "memcpy_all", "memcpy, " + all, memcpy_gbps(cpus_)));
+    STLOAD_RETURN_IF_ERROR(MeasureLimit(m, false, "fresh_4k_1", "fresh memory, 4 KiB pages, 1 thread",
+                                        fresh_gbps(false, 1)));
+    STLOAD_RETURN_IF_ERROR(MeasureLimit(m, false, "fresh_4k_all",
+                                        "fresh memory, 4 KiB pages, " + all, fresh_gbps(false, cpus_)));
+    STLOAD_RETURN_IF_ERROR(MeasureLimit(m, false, "fresh_huge_1",
+                                        "fresh memory, huge-page advice, 1 thread",
+                                        fresh_gbps(true, 1)));
+    STLOAD_RETURN_IF_ERROR(MeasureLimit(m, false, "fresh_huge_all",
+                                        "fresh memory, huge-page advice, " + all,
+                                        fresh_gbps(true, cpus_)));
+    AddBest(m, "fresh_", "fresh_huge", "best first touch of fresh memory");
     PrintLimits("MEMORY: the machine's limits, measured now", m);
     return OkStatus();
   }
@@ -287,7 +329,7 @@ class Bench {
       return bytes / seconds / 1e9;
     };
     const std::string all = std::to_string(cpus_) + " threads";
-    const int all_threads = static_cast<int>(cpus_);
+    const int all_threads = cpus_;
     if (!cold) {
       // Bring every file into the page cache first.
       STLOAD_RETURN_IF_ERROR(bench::TimeBufferedRead(files_, all_threads).status());
@@ -295,7 +337,7 @@ class Bench {
                                           "page-cache read, 1 thread", read_gbps(1)));
       STLOAD_RETURN_IF_ERROR(MeasureLimit(limits, cold, "page_cache_read_all",
                                           "page-cache read, " + all, read_gbps(all_threads)));
-      AddBest(limits, "page_cache_read", "best page-cache read");
+      AddBest(limits, "page_cache_read_", "page_cache_read", "best page-cache read");
       STLOAD_RETURN_IF_ERROR(
           MeasureLimit(limits, cold, "direct_read", "O_DIRECT read (device)", direct_gbps));
     } else {
@@ -305,7 +347,7 @@ class Bench {
                                           "raw buffered read, " + all, read_gbps(all_threads)));
       STLOAD_RETURN_IF_ERROR(MeasureLimit(limits, cold, "direct_read",
                                           "raw O_DIRECT read, queue depth 16", direct_gbps));
-      AddBest(limits, "raw_read", "best raw read");
+      AddBest(limits, "", "raw_read", "best raw read");
     }
     PrintLimits(std::string(cold ? "COLD" : "WARM") + " cache: the files' limits, measured now",
                 limits);
@@ -317,10 +359,10 @@ class Bench {
     std::printf("\n%s\n", title.c_str());
     for (const Limit& l : limits.rows) {
       if (l.median > 0) {
-        std::printf("  %-36s %7.2f GB/s%s\n", l.label.c_str(), l.median,
+        std::printf("  %-44s %7.2f GB/s%s\n", l.label.c_str(), l.median,
                     l.best_of.empty() ? "" : ("  (" + l.best_of + ")").c_str());
       } else {
-        std::printf("  %-36s %7s       (not measured: %s)\n", l.label.c_str(), "-",
+        std::printf("  %-44s %7s       (not measured: %s)\n", l.label.c_str(), "-",
                     l.not_measured.c_str());
       }
     }
@@ -338,16 +380,25 @@ class Bench {
       Progress(std::string(cold ? "cold" : "warm") + ": " + consumer + " " + mode + ", " +
                std::to_string(threads) + " threads, repetition " + std::to_string(r + 1) + "/" +
                std::to_string(args_.repeat));
-      STLOAD_RETURN_IF_ERROR(PrepareCache(cold));
-      STLOAD_ASSIGN_OR_RETURN(std::string out, bench::RunCapturingStdout(self_, child));
+      STLOAD_ASSIGN_OR_RETURN(double resident, PrepareCache(cold));
+      // /proc/self/exe: this very binary, even if its file is rebuilt during the bench.
+      STLOAD_ASSIGN_OR_RETURN(std::string out,
+                              bench::RunCapturingStdout("/proc/self/exe", child, "stload"));
       json report = json::parse(out, nullptr, /*allow_exceptions=*/false);
-      if (!report.is_object() || !report.contains("seconds")) {
-        return InternalError("stload load --json printed no report");
+      if (!report.is_object() || !report["seconds"].is_number() ||
+          !report["peak_rss_bytes"].is_number_unsigned() || !report["read_path"].is_string() ||
+          !report["io_uring"].is_boolean() || !report["threads"].is_number_integer()) {
+        return InternalError("stload load --json printed no complete report");
+      }
+      if (cold) {
+        report["resident_before"] = resident;
+        m.resident_before = std::max(m.resident_before, resident);
       }
       seconds.push_back(report["seconds"].get<double>());
       m.peak_rss = std::max(m.peak_rss, report["peak_rss_bytes"].get<uint64_t>());
       m.read_path = report["read_path"].get<std::string>();
       m.io_uring = report["io_uring"].get<bool>();
+      m.threads_started = std::max(m.threads_started, report["threads"].get<int>());
       m.repetitions.push_back(std::move(report));
     }
     m.median_seconds = Median(seconds);
@@ -358,9 +409,6 @@ class Bench {
   Status RunCache(bool cold) {
     CacheLimits& limits = cold ? cold_limits_ : warm_limits_;
     STLOAD_RETURN_IF_ERROR(MeasureLimits(cold, limits));
-    if (!cold) {
-      STLOAD_RETURN_IF_ERROR(bench::TimeBufferedRead(files_, static_cast<int>(cpus_)).status());
-    }
     size_t first = measured_.size();
     for (const std::string& consumer : consumers_) {
       for (const std::string& mode : modes_) {
@@ -371,7 +419,7 @@ class Bench {
           m.mode = mode;
           m.threads = threads;
           STLOAD_RETURN_IF_ERROR(RunOne(cold, consumer, mode, threads, m));
-          m.bound = LimitFor(cold, limits, memory_limits_, consumer, mode);
+          m.bound = LimitFor(cold, limits, memory_limits_, consumer, m.read_path);
           measured_.push_back(std::move(m));
         }
       }
@@ -399,8 +447,11 @@ class Bench {
       if (m.bound.gb_per_s > 0) {
         std::snprintf(percent, sizeof percent, "%.0f%%", 100 * m.median_gb_per_s / m.bound.gb_per_s);
       }
-      std::printf("  %-9s %-7s %7d %8.2f %8s  %-12s %s\n", m.consumer.c_str(), mode.c_str(),
-                  m.threads, m.median_gb_per_s, percent, FormatBytes(m.peak_rss).c_str(),
+      // The loader starts fewer threads than asked when there is less work (and at most 256).
+      std::string threads = std::to_string(m.threads);
+      if (m.threads_started != m.threads) threads += " (" + std::to_string(m.threads_started) + ")";
+      std::printf("  %-9s %-7s %7s %8.2f %8s  %-12s %s\n", m.consumer.c_str(), mode.c_str(),
+                  threads.c_str(), m.median_gb_per_s, percent, FormatBytes(m.peak_rss).c_str(),
                   m.bound.label.c_str());
     }
     bool fell_back = false;
@@ -409,17 +460,25 @@ class Bench {
       fell_back |= (m.mode == "direct" && m.read_path != "direct") || (m.mode == "uring" && !m.io_uring);
     }
     if (fell_back) std::printf("  * the system refused this mode; the loader fell back to pread\n");
+    double resident = 0;
+    for (size_t i = first; i < measured_.size(); ++i) {
+      resident = std::max(resident, measured_[i].resident_before);
+    }
+    if (cold && resident > 0.05) {
+      std::printf("  warning: up to %.0f%% of the files stayed in the page cache after %s (another "
+                  "process maps them?): these cold numbers are partly warm\n",
+                  100 * resident, bench::CacheDropMethodName(drop_method_));
+    }
     std::fflush(stdout);
   }
 
   const BenchArgs& args_;
   const Checkpoint& ckpt_;
-  std::string self_;
   std::vector<BenchFile> files_;
   uint64_t bytes_on_disk_ = 0;
   std::vector<int> threads_;
   std::vector<std::string> modes_, consumers_;
-  unsigned cpus_ = 1;
+  int cpus_ = 1;
   bench::CacheDropMethod drop_method_;
   CacheLimits memory_limits_, warm_limits_, cold_limits_;
   std::vector<Measured> measured_;
@@ -460,11 +519,13 @@ json Bench::ToJson() const {
                 {"consumer", m.consumer},
                 {"mode", m.mode},
                 {"threads", m.threads},
+                {"threads_started", m.threads_started},
                 {"read_path", m.read_path},
                 {"io_uring", m.io_uring},
                 {"median_seconds", m.median_seconds},
                 {"median_gb_per_s", m.median_gb_per_s},
                 {"peak_rss_bytes", m.peak_rss},
+                {"resident_before", m.resident_before},
                 {"limit", m.bound.label},
                 {"limit_gb_per_s", m.bound.gb_per_s},
                 {"ratio_to_limit", m.bound.gb_per_s > 0 ? m.median_gb_per_s / m.bound.gb_per_s : 0.0},
@@ -501,11 +562,21 @@ Status WriteChart(const std::string& self, const std::string& json_path, const s
   return OkStatus();
 }
 
+// Writes `report` to `path`.
+Status WriteReport(const json& report, const std::string& path) {
+  std::ofstream file(path);
+  file << report.dump(2) << "\n";
+  file.flush();
+  if (!file) return IoError(EIO, "cannot write the JSON report").WithPath(path);
+  return OkStatus();
+}
+
 int RunBench(const BenchArgs& args) {
   if (args.repeat < 1) throw UsageError{"--repeat must be at least 1"};
   if (int(args.cold) + int(args.warm) + int(args.both) > 1) {
     throw UsageError{"--cold, --warm and --both exclude each other"};
   }
+  const Bench::Lists lists = Bench::ParseLists(args);
   const bool cold = args.cold || args.both;
   const bool warm = args.warm || args.both || !args.cold;
   Result<std::string> self = bench::SelfExecutable();
@@ -514,31 +585,34 @@ int RunBench(const BenchArgs& args) {
   if (!ckpt.ok()) return ReportError(ckpt.status());
   for (const std::string& w : ckpt->warnings()) Warn(w);
 
-  Bench bench(args, *ckpt, *self);  // validates the lists (UsageError)
+  Bench bench(args, lists, *ckpt);
   if (Status s = bench.Run(warm, cold); !s.ok()) return ReportError(s);
-
   const json report = bench.ToJson();
-  std::string json_path = args.json_file;
-  std::filesystem::path temporary;
-  if (json_path.empty() && !args.chart_file.empty()) {
-    temporary = std::filesystem::temp_directory_path() /
-                ("stload-bench-" + std::to_string(::getpid()) + ".json");
-    json_path = temporary.string();
+
+  if (!args.json_file.empty()) {
+    if (Status s = WriteReport(report, args.json_file); !s.ok()) return ReportError(s);
   }
-  if (!json_path.empty()) {
-    std::ofstream file(json_path);
-    file << report.dump(2) << "\n";
-    if (!file.flush()) return ReportError(IoError(errno, "cannot write the JSON report").WithPath(json_path));
+  if (args.chart_file.empty()) return kExitOk;
+  std::string json_path = args.json_file;
+  std::string temporary;
+  if (json_path.empty()) {
+    std::string name = (std::filesystem::temp_directory_path() / "stload-bench-XXXXXX").string();
+    const int fd = ::mkstemp(name.data());
+    if (fd < 0) return ReportError(IoError(errno, "cannot create a temporary file").WithPath(name));
+    ::close(fd);
+    temporary = json_path = name;
+    if (Status s = WriteReport(report, json_path); !s.ok()) return ReportError(s);
   }
   int exit_code = kExitOk;
-  if (!args.chart_file.empty()) {
-    if (Status s = WriteChart(*self, json_path, args.chart_file); !s.ok()) {
-      exit_code = ReportError(s);
-    } else {
-      std::printf("\nchart: %s\n", args.chart_file.c_str());
-    }
+  if (Status s = WriteChart(*self, json_path, args.chart_file); !s.ok()) {
+    exit_code = ReportError(s);
+  } else {
+    std::printf("\nchart: %s\n", args.chart_file.c_str());
   }
-  if (!temporary.empty()) std::filesystem::remove(temporary);
+  if (!temporary.empty()) {
+    std::error_code ec;
+    std::filesystem::remove(temporary, ec);
+  }
   return exit_code;
 }
 
@@ -570,6 +644,11 @@ Runner AddBenchCommand(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--json", args->json_file, "Write every repetition as JSON to FILE")
       ->type_name("FILE");
+  cmd->add_option("--cache-drop", args->cache_drop,
+                  "How cold runs empty the page cache: auto (drop_caches when allowed, else "
+                  "fadvise), drop_caches (the whole machine's cache, needs root) or fadvise "
+                  "(posix_fadvise(DONTNEED) on the checkpoint's files only)")
+      ->capture_default_str();
   cmd->add_option("--chart", args->chart_file,
                   "Draw a bar chart against the limits to FILE (.png or .svg; needs "
                   "python3-matplotlib)")

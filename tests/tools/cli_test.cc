@@ -443,7 +443,7 @@ TEST(CliBasics, SubcommandHelpMentionsItsOptions) {
       {"hash", {"PATH", "--threads", "--no-mmap", "--direct-io", "--extra-config"}},
       {"bench",
        {"PATH", "--threads", "--modes", "--consumers", "--cold", "--warm", "--both", "--repeat",
-        "--json", "--chart"}},
+        "--json", "--chart", "--cache-drop"}},
       {"make-checkpoint",
        {"DIR", "--preset", "--total", "--shards", "--dtype", "--seed", "--force"}},
   };
@@ -1148,7 +1148,7 @@ TEST(CliBench, WarmRunsEveryCombinationAgainstLimitsMeasuredInTheSameRun) {
   ASSERT_EQ(r.exit_code, kExitOk) << r;
 
   // The table: limits first, then one row per consumer, mode and thread count.
-  for (const char* text : {"MEMORY", "memcpy, 1 thread", "fresh memory, 4 KiB pages",
+  for (const char* text : {"MEMORY", "memcpy, 1 thread", "fresh memory, 4 KiB pages, 1 thread",
                            "WARM cache", "best page-cache read", "% limit", "peak RSS"}) {
     EXPECT_TRUE(Contains(r.out, text)) << text << "\n" << r;
   }
@@ -1159,7 +1159,7 @@ TEST(CliBench, WarmRunsEveryCombinationAgainstLimitsMeasuredInTheSameRun) {
   const uint64_t total = report["tensor_bytes"].get<uint64_t>();
   EXPECT_EQ(total, summary.bytes);
   for (const char* name : {"page_cache_read_1", "page_cache_read", "memcpy_1", "memcpy_all",
-                           "fresh_4k", "fresh_huge"}) {
+                           "fresh_4k_1", "fresh_huge_all", "fresh_huge"}) {
     const std::string cache = std::string(name).rfind("page", 0) == 0 ? "warm" : "memory";
     const json* limit = FindLimit(report, cache, name);
     ASSERT_NE(limit, nullptr) << name;
@@ -1194,6 +1194,12 @@ TEST(CliBench, WarmRunsEveryCombinationAgainstLimitsMeasuredInTheSameRun) {
       ASSERT_GT(limit, 0);
       EXPECT_NEAR(run["ratio_to_limit"].get<double>(), gbps / limit, 1e-9);
     }
+    EXPECT_GE(run["threads_started"].get<int>(), 1);
+    EXPECT_LE(run["threads_started"].get<int>(), run["threads"].get<int>());
+    if (run["consumer"] == "keep" && run["mode"] == "pread") {
+      // Every byte lands in fresh memory: the best first touch can bound it.
+      EXPECT_LE(limit, (*FindLimit(report, "memory", "fresh_huge"))["median_gb_per_s"].get<double>());
+    }
     if (run["consumer"] == "stream") {
       EXPECT_LE(limit, (*FindLimit(report, "memory", "memcpy_1"))["median_gb_per_s"].get<double>());
     }
@@ -1205,14 +1211,17 @@ TEST(CliBench, ColdEmptiesTheCacheAndComparesWithTheBestRawRead) {
   TempDir dir;
   WriteLlama(dir.File("ckpt"), 2);
   RunResult r;
+  // fadvise: only this checkpoint's pages are dropped, not the whole machine's cache.
   const json report =
       RunBench(dir.File("ckpt"),
                {"--threads", "1", "--modes", "pread", "--consumers", "prealloc", "--repeat", "1",
-                "--cold"},
+                "--cold", "--cache-drop", "fadvise"},
                &r, dir.File("report.json"));
   ASSERT_EQ(r.exit_code, kExitOk) << r;
   const std::string method = report["cache_drop_method"];
-  EXPECT_TRUE(method == "drop_caches" || method == "posix_fadvise(DONTNEED)") << method;
+  EXPECT_EQ(method, "posix_fadvise(DONTNEED)");
+  // The drop is checked: nothing else maps these files, so they really left the cache.
+  EXPECT_LE(report["runs"][0]["resident_before"].get<double>(), 0.05) << report.dump(2);
   EXPECT_TRUE(Contains(r.out, "empty the page cache before each repetition with " + method)) << r;
   const json* raw = FindLimit(report, "cold", "raw_read");
   ASSERT_NE(raw, nullptr) << report.dump(2);
@@ -1241,6 +1250,9 @@ TEST(CliBench, BadListsAreUsageErrors) {
   ExpectUsageError({"bench", ckpt, "--repeat", "0"}, {"--repeat"});
   ExpectUsageError({"bench", ckpt, "--cold", "--warm"}, {"--cold"});
   ExpectUsageError({"bench", ckpt, "--both", "--cold"}, {"--both"});
+  ExpectUsageError({"bench", ckpt, "--cache-drop", "maybe"}, {"--cache-drop"});
+  // Usage errors win over a missing checkpoint.
+  ExpectUsageError({"bench", dir.File("missing"), "--threads", "0"}, {"--threads"});
 }
 
 // The chart needs Debian's python3-matplotlib, which the README's set-up command installs.

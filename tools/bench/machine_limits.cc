@@ -2,9 +2,11 @@
 
 #include <fcntl.h>
 #include <liburing.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -20,6 +22,12 @@ using Clock = std::chrono::steady_clock;
 
 constexpr uint64_t kReadBlock = 16ull << 20;
 constexpr uint64_t kMinPiece = 64ull << 20;
+// Per-thread destination of the buffered reads: well above a last-level cache, and at most
+// 2 GiB in all whatever the CPU count.
+uint64_t DestinationBytes(int threads) {
+  return std::clamp<uint64_t>((2ull << 30) / static_cast<uint64_t>(threads), kReadBlock,
+                              256ull << 20);
+}
 
 double SecondsSince(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
@@ -82,6 +90,13 @@ std::vector<Piece> CutIntoPieces(std::span<const BenchFile> files, int threads) 
 
 }  // namespace
 
+int UsableCpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
 Result<double> TimeBufferedRead(std::span<const BenchFile> files, int threads) {
   std::vector<std::unique_ptr<Fd>> fds;
   for (const BenchFile& f : files) {
@@ -89,9 +104,10 @@ Result<double> TimeBufferedRead(std::span<const BenchFile> files, int threads) {
     if (fds.back()->get() < 0) return IoError(errno, "open").WithPath(f.path);
   }
   const std::vector<Piece> pieces = CutIntoPieces(files, threads);
+  const uint64_t destination_bytes = DestinationBytes(threads);
   std::vector<std::unique_ptr<TouchedBuffer>> buffers;
   for (int t = 0; t < threads; ++t) {
-    buffers.push_back(std::make_unique<TouchedBuffer>(kReadBlock));
+    buffers.push_back(std::make_unique<TouchedBuffer>(destination_bytes));
     if (!buffers.back()->data()) return ResourceExhaustedError("cannot allocate a read buffer");
   }
 
@@ -99,12 +115,14 @@ Result<double> TimeBufferedRead(std::span<const BenchFile> files, int threads) {
   std::mutex error_mutex;
   Status error;
   auto work = [&](int t) {
-    std::byte* buffer = buffers[t]->data();
+    std::byte* destination = buffers[t]->data();
+    uint64_t slot = 0;  // where in the destination the next block lands
     for (size_t i = next++; i < pieces.size(); i = next++) {
       const Piece& p = pieces[i];
       for (uint64_t at = p.begin; at < p.end;) {
-        const ssize_t n = ::pread(fds[p.file]->get(), buffer, std::min(kReadBlock, p.end - at),
-                                  static_cast<off_t>(at));
+        if (slot + kReadBlock > destination_bytes) slot = 0;
+        const ssize_t n = ::pread(fds[p.file]->get(), destination + slot,
+                                  std::min(kReadBlock, p.end - at), static_cast<off_t>(at));
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
           std::lock_guard lock(error_mutex);
@@ -114,6 +132,7 @@ Result<double> TimeBufferedRead(std::span<const BenchFile> files, int threads) {
           return;
         }
         at += static_cast<uint64_t>(n);
+        slot += static_cast<uint64_t>(n);
       }
     }
   };
@@ -141,6 +160,20 @@ Result<double> TimeDirectRead(std::span<const BenchFile> files, unsigned queue_d
   TouchedBuffer buffers(static_cast<uint64_t>(queue_depth) * block_bytes);
   if (!buffers.data()) return ResourceExhaustedError("cannot allocate the O_DIRECT buffers");
 
+  // Waits for every read still in flight, so the buffers outlive them.
+  auto drain = [&](unsigned in_flight) {
+    io_uring_cqe* cqe;
+    while (in_flight > 0 && io_uring_wait_cqe(&ring, &cqe) == 0) {
+      io_uring_cqe_seen(&ring, cqe);
+      --in_flight;
+    }
+  };
+  struct Read {
+    uint64_t offset = 0;
+    uint32_t length = 0;
+  };
+  std::vector<Read> slots(queue_depth);
+
   const Clock::time_point start = Clock::now();
   for (const BenchFile& f : files) {
     Fd fd(::open(f.path.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT));
@@ -148,24 +181,32 @@ Result<double> TimeDirectRead(std::span<const BenchFile> files, unsigned queue_d
       if (errno == EINVAL) return UnsupportedError("the file system refuses O_DIRECT");
       return IoError(errno, "open with O_DIRECT").WithPath(f.path);
     }
-    uint64_t next_offset = 0;
+    // Reads are whole aligned blocks; past the end of the file they come back short.
+    uint64_t next_offset = 0, bytes = 0;
     unsigned in_flight = 0;
     std::vector<unsigned> free_slots;
+    std::vector<unsigned> retry;  // slots whose read came back short before the end
     for (unsigned s = 0; s < queue_depth; ++s) free_slots.push_back(s);
-    while (next_offset < f.size || in_flight > 0) {
+    auto queue = [&](unsigned slot) {
+      io_uring_sqe* sqe = io_uring_get_sqe(&ring);
+      if (!sqe) return false;
+      io_uring_prep_read(sqe, fd.get(), buffers.data() + uint64_t{slot} * block_bytes,
+                         slots[slot].length, slots[slot].offset);
+      io_uring_sqe_set_data64(sqe, slot);
+      ++in_flight;
+      return true;
+    };
+    while (next_offset < f.size || in_flight > 0 || !retry.empty()) {
+      while (!retry.empty() && queue(retry.back())) retry.pop_back();
       while (next_offset < f.size && !free_slots.empty()) {
-        io_uring_sqe* sqe = io_uring_get_sqe(&ring);
-        if (!sqe) break;
         const unsigned slot = free_slots.back();
+        slots[slot] = {next_offset, block_bytes};
+        if (!queue(slot)) break;
         free_slots.pop_back();
-        // Reads past the end are short, not errors, so the tail needs no special alignment.
-        io_uring_prep_read(sqe, fd.get(), buffers.data() + uint64_t{slot} * block_bytes,
-                           block_bytes, next_offset);
-        io_uring_sqe_set_data64(sqe, slot);
         next_offset += block_bytes;
-        ++in_flight;
       }
       if (int rc = io_uring_submit_and_wait(&ring, 1); rc < 0 && rc != -EINTR) {
+        drain(in_flight);
         return IoError(-rc, "io_uring submit").WithPath(f.path);
       }
       io_uring_cqe* cqe;
@@ -173,25 +214,41 @@ Result<double> TimeDirectRead(std::span<const BenchFile> files, unsigned queue_d
       Status failed;
       io_uring_for_each_cqe(&ring, head, cqe) {
         ++seen;
-        if (cqe->res < 0 && failed.ok()) {
-          failed = IoError(-cqe->res, "O_DIRECT read").WithPath(f.path);
+        const unsigned slot = static_cast<unsigned>(io_uring_cqe_get_data64(cqe));
+        Read& read = slots[slot];
+        const uint64_t end = std::min<uint64_t>(read.offset + read.length, f.size);
+        if (cqe->res < 0 && cqe->res != -EINTR && cqe->res != -EAGAIN) {
+          if (failed.ok()) failed = IoError(-cqe->res, "O_DIRECT read").WithPath(f.path);
+          continue;
         }
-        free_slots.push_back(static_cast<unsigned>(io_uring_cqe_get_data64(cqe)));
+        const uint64_t got = cqe->res < 0 ? 0 : static_cast<uint64_t>(cqe->res);
+        if (read.offset + got >= end) {  // done (a read past the end is short by design)
+          bytes += end - read.offset;
+          free_slots.push_back(slot);
+        } else if (got == 0 && cqe->res == 0) {
+          if (failed.ok()) failed = IoError(EIO, "file shorter than when measured").WithPath(f.path);
+        } else {  // short, interrupted or busy: read the rest, aligned, again
+          const uint64_t aligned = got / 4096 * 4096;
+          bytes += aligned;
+          read.offset += aligned;
+          read.length -= static_cast<uint32_t>(aligned);
+          retry.push_back(slot);
+        }
       }
       io_uring_cq_advance(&ring, seen);
       in_flight -= seen;
       if (!failed.ok()) {
-        // Drain what is still in flight before the buffers go away.
-        while (in_flight > 0) {
-          if (io_uring_wait_cqe(&ring, &cqe) < 0) break;
-          io_uring_cqe_seen(&ring, cqe);
-          --in_flight;
-        }
+        drain(in_flight);
         if (failed.context().sys_errno == EINVAL) {
           return UnsupportedError("the file system refuses O_DIRECT reads of this alignment");
         }
         return failed;
       }
+    }
+    if (bytes != f.size) {
+      return InternalError("O_DIRECT read " + std::to_string(bytes) + " of " +
+                           std::to_string(f.size) + " bytes")
+          .WithPath(f.path);
     }
   }
   return SecondsSince(start);
@@ -219,12 +276,21 @@ double MeasureMemcpy(int threads, uint64_t bytes_per_thread) {
   return static_cast<double>(bytes_per_thread) * kRounds * threads / seconds / 1e9;
 }
 
-double MeasureFreshTouch(uint64_t bytes, bool huge_page_advice) {
+double MeasureFreshTouch(uint64_t bytes, bool huge_page_advice, int threads) {
   void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) return 0;
+  std::byte* base = static_cast<std::byte*>(p);
+  const uint64_t slice = (bytes / static_cast<uint64_t>(threads) + 4095) / 4096 * 4096;
+  auto touch = [&](int t) {
+    const uint64_t begin = std::min(bytes, slice * static_cast<uint64_t>(t));
+    std::memset(base + begin, 1, std::min(bytes, begin + slice) - begin);
+  };
   const Clock::time_point start = Clock::now();
   if (huge_page_advice) ::madvise(p, bytes, MADV_HUGEPAGE);
-  std::memset(p, 1, bytes);
+  std::vector<std::thread> pool;
+  for (int t = 1; t < threads; ++t) pool.emplace_back(touch, t);
+  touch(0);
+  for (std::thread& th : pool) th.join();
   const double seconds = SecondsSince(start);
   ::munmap(p, bytes);
   return static_cast<double>(bytes) / seconds / 1e9;

@@ -16,23 +16,29 @@ struct BenchFile {
   uint64_t size = 0;
 };
 
-// read() of every file in 16 MiB blocks into one reused, pre-touched buffer per thread. The files
-// are cut into pieces of at least 64 MiB handed out to `threads` threads, so one big file keeps
-// every thread busy too. From the page cache this is the copy limit every buffered path pays;
-// after the cache is emptied it is the buffered raw read of the device.
+// The CPUs this process may run on (sched_getaffinity), at least 1.
+int UsableCpus();
+
+// pread() of every file in 16 MiB blocks into a pre-touched destination per thread that is larger
+// than the CPU caches (blocks land at rotating offsets), as a load writes to memory, not to a
+// cache-resident buffer. The files are cut into pieces of at least 64 MiB handed out to `threads`
+// threads, so one big file keeps every thread busy too. From the page cache this is the copy
+// limit every buffered path pays; after the cache is emptied it is the buffered raw read.
 Result<double> TimeBufferedRead(std::span<const BenchFile> files, int threads);
 
 // O_DIRECT reads of every file, one file after another, `queue_depth` reads of `block_bytes` in
-// flight through io_uring: the device's raw sequential read, bypassing the page cache.
-// kUnsupported where the file system refuses O_DIRECT or the kernel refuses io_uring.
+// flight through io_uring: the device's raw sequential read, bypassing the page cache. Short
+// reads are read again from where they stopped. kUnsupported where the file system refuses
+// O_DIRECT or the kernel refuses io_uring.
 Result<double> TimeDirectRead(std::span<const BenchFile> files, unsigned queue_depth,
                               uint32_t block_bytes);
 
 // memcpy between pre-touched buffers of `bytes_per_thread` bytes on `threads` threads: GB/s.
 double MeasureMemcpy(int threads, uint64_t bytes_per_thread);
 
-// First write to `bytes` of newly mapped anonymous memory (4 KiB pages, or with MADV_HUGEPAGE):
-// GB/s. What a consumer that keeps every weight in fresh memory pays per byte at least.
-double MeasureFreshTouch(uint64_t bytes, bool huge_page_advice);
+// First write to `bytes` of newly mapped anonymous memory (4 KiB pages, or with MADV_HUGEPAGE),
+// split among `threads` threads, since readers fault pages in in parallel: GB/s. What a consumer
+// that keeps every weight in fresh memory pays per byte at least.
+double MeasureFreshTouch(uint64_t bytes, bool huge_page_advice, int threads);
 
 }  // namespace stload::cli::bench

@@ -1,9 +1,11 @@
 #include "bench/page_cache.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <vector>
 
 namespace stload::cli::bench {
 namespace {
@@ -21,7 +23,13 @@ CacheDropMethod ChooseCacheDropMethod() {
 
 Status DropPageCache(std::span<const BenchFile> files, CacheDropMethod method) {
   // Dirty pages cannot be dropped; a checkpoint written just before (make-checkpoint) has many.
-  ::sync();
+  for (const BenchFile& f : files) {
+    const int fd = ::open(f.path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return IoError(errno, "open").WithPath(f.path);
+    ::syncfs(fd);  // the file system, once is enough unless the files span several
+    ::close(fd);
+    if (method == CacheDropMethod::kDropCaches) break;
+  }
   if (method == CacheDropMethod::kDropCaches) {
     const int fd = ::open(kDropCaches, O_WRONLY | O_CLOEXEC);
     if (fd < 0) return IoError(errno, "open").WithPath(kDropCaches);
@@ -39,6 +47,29 @@ Status DropPageCache(std::span<const BenchFile> files, CacheDropMethod method) {
     if (rc != 0) return IoError(rc, "posix_fadvise(DONTNEED)").WithPath(f.path);
   }
   return OkStatus();
+}
+
+Result<double> ResidentFraction(std::span<const BenchFile> files) {
+  const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  uint64_t pages = 0, resident = 0;
+  std::vector<unsigned char> flags;
+  for (const BenchFile& f : files) {
+    if (f.size == 0) continue;
+    const int fd = ::open(f.path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return IoError(errno, "open").WithPath(f.path);
+    void* map = ::mmap(nullptr, f.size, PROT_READ, MAP_SHARED, fd, 0);
+    const int saved = errno;
+    ::close(fd);
+    if (map == MAP_FAILED) return IoError(saved, "mmap").WithPath(f.path);
+    flags.assign((f.size + page - 1) / page, 0);
+    const int rc = ::mincore(map, f.size, flags.data());
+    const int mincore_errno = errno;
+    ::munmap(map, f.size);
+    if (rc != 0) return IoError(mincore_errno, "mincore").WithPath(f.path);
+    pages += flags.size();
+    for (unsigned char c : flags) resident += c & 1;
+  }
+  return pages ? static_cast<double>(resident) / static_cast<double>(pages) : 0.0;
 }
 
 }  // namespace stload::cli::bench

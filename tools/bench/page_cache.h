@@ -19,7 +19,11 @@ const char* CacheDropMethodName(CacheDropMethod method);
 // The method this process can use: drop_caches when it may write it, fadvise otherwise.
 CacheDropMethod ChooseCacheDropMethod();
 
-// Syncs and empties the cache for `files` with `method`.
+// Syncs the files' file system and empties the cache for `files` with `method`.
 Status DropPageCache(std::span<const BenchFile> files, CacheDropMethod method);
+
+// The fraction of the files' pages in the page cache (mincore), to check that a drop worked:
+// pages that another process maps survive posix_fadvise.
+Result<double> ResidentFraction(std::span<const BenchFile> files);
 
 }  // namespace stload::cli::bench

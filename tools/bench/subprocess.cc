@@ -21,15 +21,26 @@ Result<std::string> SelfExecutable() {
 }
 
 Result<std::string> RunCapturingStdout(const std::string& program,
-                                       const std::vector<std::string>& arguments) {
+                                       const std::vector<std::string>& arguments,
+                                       const std::string& name) {
+  const std::string shown = name.empty() ? std::filesystem::path(program).filename().string() : name;
   int pipe_fds[2];
   if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return IoError(errno, "pipe");
   posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDOUT_FILENO);
+  int rc = posix_spawn_file_actions_init(&actions);
+  if (rc == 0) {
+    rc = posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDOUT_FILENO);
+    if (rc != 0) posix_spawn_file_actions_destroy(&actions);
+  }
+  if (rc != 0) {
+    ::close(pipe_fds[0]);
+    ::close(pipe_fds[1]);
+    return IoError(rc, "cannot prepare to run " + shown);
+  }
 
+  const std::string argv0 = name.empty() ? program : name;
   std::vector<char*> argv;
-  argv.push_back(const_cast<char*>(program.c_str()));
+  argv.push_back(const_cast<char*>(argv0.c_str()));
   for (const std::string& a : arguments) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
   pid_t pid = 0;
@@ -37,10 +48,9 @@ Result<std::string> RunCapturingStdout(const std::string& program,
       ::posix_spawnp(&pid, program.c_str(), &actions, nullptr, argv.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
   ::close(pipe_fds[1]);
-  const std::string name = std::filesystem::path(program).filename();
   if (spawned != 0) {
     ::close(pipe_fds[0]);
-    return IoError(spawned, "cannot run " + name);
+    return IoError(spawned, "cannot run " + shown);
   }
 
   std::string output;
@@ -53,13 +63,15 @@ Result<std::string> RunCapturingStdout(const std::string& program,
   }
   ::close(pipe_fds[0]);
   int wait_status = 0;
-  while (::waitpid(pid, &wait_status, 0) < 0 && errno == EINTR) {
+  for (;;) {
+    if (::waitpid(pid, &wait_status, 0) == pid) break;
+    if (errno != EINTR) return IoError(errno, "waiting for " + shown);
   }
   if (WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == 0) return output;
   const std::string how = WIFEXITED(wait_status)
                               ? "exited with status " + std::to_string(WEXITSTATUS(wait_status))
                               : "was killed by signal " + std::to_string(WTERMSIG(wait_status));
-  return InternalError(name + " " + how);
+  return InternalError(shown + " " + how);
 }
 
 }  // namespace stload::cli::bench

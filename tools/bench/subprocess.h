@@ -10,12 +10,15 @@
 
 namespace stload::cli::bench {
 
-// The path of the running executable (/proc/self/exe).
+// The path of the running executable (/proc/self/exe), e.g. to find files installed beside it.
 Result<std::string> SelfExecutable();
 
-// Runs `program` (looked up in PATH when it has no '/') with `arguments` and returns its stdout.
-// Its stderr goes to ours. A non-zero exit status or a signal is an error saying which.
+// Runs `program` (looked up in PATH when it has no '/') with `arguments`, argv[0] being
+// `name` (the program if empty), and returns its stdout. Its stderr goes to ours. A non-zero exit
+// status or a signal is an error saying which. "/proc/self/exe" runs this very binary even if
+// its file was replaced or deleted meanwhile.
 Result<std::string> RunCapturingStdout(const std::string& program,
-                                       const std::vector<std::string>& arguments);
+                                       const std::vector<std::string>& arguments,
+                                       const std::string& name = "");
 
 }  // namespace stload::cli::bench
