@@ -4,6 +4,9 @@
 #include <memory>
 #include <vector>
 
+#include "status_error.h"
+#include "weight_value.h"
+
 namespace py = pybind11;
 
 namespace stload::python {
@@ -44,6 +47,8 @@ void DestroyVersionedCapsule(PyObject* capsule) {
 }  // namespace
 
 py::capsule ExportDLPack(const Weight& weight, const DLPackRequest& request) {
+  // Shapes and strides are int64: refuse a shape they cannot hold (see CheckShape).
+  if (Status shape = CheckShape(weight); !shape.ok()) ThrowStatus(shape);
   auto out = std::make_unique<Export>();
   out->weight = weight;
   for (uint64_t dim : weight.shape()) out->shape.push_back(static_cast<int64_t>(dim));

@@ -28,7 +28,12 @@ uint64_t SizeFrom(const py::object& value, const char* key) {
   return value.cast<uint64_t>();
 }
 
-py::dict ToDict(const LoadConfig& c) {
+// None when unset: LoadConfig's default when streaming, no limit in load_file.
+py::object MemoryLimit(const PyLoadConfig& c) {
+  return c.memory_limit_set ? py::cast(c.memory_limit) : py::none();
+}
+
+py::dict ToDict(const PyLoadConfig& c) {
   py::dict d;
   d["enable_multithread_load"] = c.enable_multithread_load;
   d["num_threads"] = c.num_threads;
@@ -37,17 +42,26 @@ py::dict ToDict(const LoadConfig& c) {
   d["io_uring"] = c.io_uring;
   d["uring_depth"] = c.uring_depth;
   d["chunk_bytes"] = c.chunk_bytes;
-  d["memory_limit"] = c.memory_limit;
+  d["memory_limit"] = MemoryLimit(c);
   d["order"] = std::string(LoadOrderName(c.order));
   return d;
 }
 
 }  // namespace
 
-LoadConfig LoadConfigFromDict(const py::dict& keys) {
+PyLoadConfig LoadConfigFromDict(const py::dict& keys) {
   py::dict set;
+  py::object integral = py::module_::import("numbers").attr("Integral");
   for (auto [key, value] : keys) {
-    if (!value.is_none()) set[key] = value;
+    if (value.is_none()) continue;
+    // numpy.int64(4) is an integer as much as 4 is (bool, an Integral too, stays a bool).
+    if (!py::isinstance<py::int_>(value) && py::isinstance(value, integral)) {
+      PyObject* index = PyNumber_Index(value.ptr());
+      if (index == nullptr) throw py::error_already_set();
+      set[key] = py::reinterpret_steal<py::object>(index);
+    } else {
+      set[key] = value;
+    }
   }
   std::string text;
   try {
@@ -58,24 +72,33 @@ LoadConfig LoadConfigFromDict(const py::dict& keys) {
   }
   Result<LoadConfig> config = LoadConfig::from_json(text);
   if (!config.ok()) ThrowStatus(config.status());
-  return *config;
+  PyLoadConfig out;
+  static_cast<LoadConfig&>(out) = *config;
+  out.memory_limit_set = set.contains("memory_limit");
+  return out;
 }
 
 void BindLoadConfig(py::module_& m) {
-  py::class_<LoadConfig>(m, "LoadConfig", R"doc(
+  py::class_<PyLoadConfig>(m, "LoadConfig", R"doc(
 How a checkpoint is loaded: the original loader's keys (enable_multithread_load, num_threads,
 disable_mmap) plus stload's own (direct_io, io_uring, uring_depth, chunk_bytes, memory_limit,
 order). LoadConfig(**keys) takes the same keys as model_loader_extra_config and validates them
 the same way (unknown keys, wrong types and out-of-range values raise stload.InvalidArgumentError
 naming the key); None means "unset". Attributes can be changed afterwards; the loader validates
-them again.)doc")
+them again. memory_limit reads None until it is given: unset, streaming holds at most 1 GiB of
+unconsumed weights and load_file, which keeps them all, has no limit.)doc")
       .def(py::init([](const py::kwargs& keys) { return LoadConfigFromDict(keys); }))
       .def_static(
           "from_json",
           [](const std::string& text) {
             Result<LoadConfig> config = LoadConfig::from_json(text);
             if (!config.ok()) ThrowStatus(config.status());
-            return *config;
+            PyLoadConfig out;
+            static_cast<LoadConfig&>(out) = *config;
+            // Valid JSON object by now; from_json refuses null values.
+            out.memory_limit_set =
+                py::module_::import("json").attr("loads")(text).contains("memory_limit");
+            return out;
           },
           py::arg("text"), "Parses the JSON text of an extra config object.")
       .def_readwrite("enable_multithread_load", &LoadConfig::enable_multithread_load,
@@ -88,16 +111,25 @@ them again.)doc")
       .def_readwrite("io_uring", &LoadConfig::io_uring, "Submit reads through io_uring.")
       .def_readwrite("uring_depth", &LoadConfig::uring_depth, "io_uring reads in flight (1-4096).")
       .def_property(
-          "chunk_bytes", [](const LoadConfig& c) { return c.chunk_bytes; },
-          [](LoadConfig& c, const py::object& v) { c.chunk_bytes = SizeFrom(v, "chunk_bytes"); },
+          "chunk_bytes", [](const PyLoadConfig& c) { return c.chunk_bytes; },
+          [](PyLoadConfig& c, const py::object& v) { c.chunk_bytes = SizeFrom(v, "chunk_bytes"); },
           "Bytes per read request (4096 to 1 GiB); an int or a size string.")
       .def_property(
-          "memory_limit", [](const LoadConfig& c) { return c.memory_limit; },
-          [](LoadConfig& c, const py::object& v) { c.memory_limit = SizeFrom(v, "memory_limit"); },
-          "Most bytes of loaded-but-unconsumed weights held; an int or a size string.")
+          "memory_limit", &MemoryLimit,
+          [](PyLoadConfig& c, const py::object& v) {
+            if (v.is_none()) {
+              c.memory_limit = LoadConfig().memory_limit;
+              c.memory_limit_set = false;
+              return;
+            }
+            c.memory_limit = SizeFrom(v, "memory_limit");
+            c.memory_limit_set = true;
+          },
+          "Most bytes of loaded-but-unconsumed weights held; an int or a size string. None "
+          "(unset): 1 GiB when streaming, no limit in load_file, which keeps every weight.")
       .def_property(
-          "order", [](const LoadConfig& c) { return std::string(LoadOrderName(c.order)); },
-          [](LoadConfig& c, const std::string& name) {
+          "order", [](const PyLoadConfig& c) { return std::string(LoadOrderName(c.order)); },
+          [](PyLoadConfig& c, const std::string& name) {
             std::optional<LoadOrder> order = ParseLoadOrder(name);
             if (!order) {
               ThrowStatus(InvalidArgumentError(
@@ -110,14 +142,14 @@ them again.)doc")
            "Threads that read: num_threads when enable_multithread_load, else 1.")
       .def(
           "validate",
-          [](const LoadConfig& c) {
+          [](const PyLoadConfig& c) {
             if (Status s = c.Validate(); !s.ok()) ThrowStatus(s);
           },
           "Raises stload.InvalidArgumentError naming the first out-of-range field.")
       .def("to_dict", &ToDict, "Every key with its value; LoadConfig(**c.to_dict()) equals c.")
       .def("__eq__",
-           [](const LoadConfig& a, const LoadConfig& b) { return ToDict(a).equal(ToDict(b)); })
-      .def("__repr__", [](const LoadConfig& c) {
+           [](const PyLoadConfig& a, const PyLoadConfig& b) { return ToDict(a).equal(ToDict(b)); })
+      .def("__repr__", [](const PyLoadConfig& c) {
         std::string out = "stload.LoadConfig(";
         bool first = true;
         for (auto [key, value] : ToDict(c)) {

@@ -9,9 +9,17 @@
 
 namespace stload::python {
 
+// The object behind stload.LoadConfig: a LoadConfig that also remembers whether memory_limit was
+// given. Unset, it reads as None in Python and is LoadConfig's default (1 GiB) when streaming;
+// load_file, which keeps every weight, lifts it instead (stload/_api.py).
+struct PyLoadConfig : LoadConfig {
+  bool memory_limit_set = false;
+};
+
 // A LoadConfig from a dict of extra-config keys (None values mean "unset"), through
-// LoadConfig::from_json. Raises stload.InvalidArgumentError naming the key at fault.
-LoadConfig LoadConfigFromDict(const pybind11::dict& keys);
+// LoadConfig::from_json. Integers of other types (numpy.int64, anything with __index__ that is
+// a numbers.Integral) count as ints. Raises stload.InvalidArgumentError naming the key at fault.
+PyLoadConfig LoadConfigFromDict(const pybind11::dict& keys);
 
 // Defines stload._stload.LoadConfig.
 void BindLoadConfig(pybind11::module_& m);

@@ -4,11 +4,14 @@
 #include <pybind11/stl.h>
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "dlpack_export.h"
 #include "dtype_mapping.h"
 #include "read_only_array.h"
+#include "status_error.h"
+#include "weight_value.h"
 
 namespace py = pybind11;
 
@@ -24,19 +27,46 @@ py::tuple ShapeTuple(const Weight& w) {
 // The raw view's shape: the tensor's own for 8- and 16-bit types. Packed types (F4: two elements
 // a byte, F6: four in three bytes) keep the outer dimensions and count bytes in the last one when
 // a row ends on a byte boundary; otherwise the view is the flat bytes.
+// CheckShape has passed: every dimension fits in ssize_t, and so does last * bits / 8.
 std::vector<ssize_t> ViewShape(const Weight& w) {
   const uint32_t bits = DTypeBits(w.dtype());
   std::vector<ssize_t> shape(w.shape().begin(), w.shape().end());
   if (bits % 8 == 0) return shape;
-  if (!shape.empty() && (static_cast<uint64_t>(shape.back()) * bits) % 8 == 0) {
-    shape.back() = static_cast<ssize_t>(static_cast<uint64_t>(shape.back()) * bits / 8);
+  if (!shape.empty() && (static_cast<unsigned __int128>(shape.back()) * bits) % 8 == 0) {
+    shape.back() = static_cast<ssize_t>(static_cast<unsigned __int128>(shape.back()) * bits / 8);
     return shape;
   }
   return {static_cast<ssize_t>(w.bytes().size())};
 }
 
+// A (a, b) pair of integers, as the DLPack protocol passes max_version and dl_device; TypeError
+// for anything else.
+std::pair<int64_t, int64_t> IntPair(const py::object& value, const char* what) {
+  if (py::isinstance<py::sequence>(value) && !py::isinstance<py::str>(value) &&
+      py::len(value) == 2) {
+    py::sequence pair = value.cast<py::sequence>();
+    int64_t out[2];
+    bool ok = true;
+    for (int i = 0; i < 2 && ok; ++i) {
+      py::object item = pair[i];
+      int overflow = 0;
+      ok = PyIndex_Check(item.ptr()) && !py::isinstance<py::bool_>(item);
+      if (ok) {
+        py::object index = py::reinterpret_steal<py::object>(PyNumber_Index(item.ptr()));
+        if (!index) throw py::error_already_set();
+        out[i] = PyLong_AsLongLongAndOverflow(index.ptr(), &overflow);
+        ok = overflow == 0;
+      }
+    }
+    if (ok) return {out[0], out[1]};
+  }
+  throw py::type_error(std::string(what) + " must be a tuple of two integers, not " +
+                       py::repr(value).cast<std::string>());
+}
+
 py::array NumpyView(py::object self) {
   const Weight& w = self.cast<const Tensor&>().weight();
+  if (Status shape = CheckShape(w); !shape.ok()) ThrowStatus(shape);
   return MakeReadOnlyArray(py::dtype(std::string(MappingFor(w.dtype()).view)), ViewShape(w),
                            w.bytes().data(), self);
 }
@@ -53,11 +83,11 @@ py::capsule DunderDLPack(const Tensor& self, const py::object& stream,
         "elements sit in a byte; use .numpy() for the raw bytes");
   }
   // CPU memory has no stream; -1 ("no synchronization") is harmless too.
-  if (!stream.is_none() && !(py::isinstance<py::int_>(stream) && stream.cast<int64_t>() == -1)) {
+  if (!stream.is_none() && !(py::isinstance<py::int_>(stream) && stream.equal(py::int_(-1)))) {
     throw py::value_error("stload.Tensor is in CPU memory: stream must be None");
   }
   if (!dl_device.is_none()) {
-    auto device = dl_device.cast<std::pair<int64_t, int64_t>>();
+    auto device = IntPair(dl_device, "dl_device");
     if (device.first != dlpack::kDeviceCpu || device.second != 0) {
       throw py::buffer_error("stload.Tensor is in CPU memory and cannot be exported to device (" +
                              std::to_string(device.first) + ", " + std::to_string(device.second) +
@@ -66,7 +96,7 @@ py::capsule DunderDLPack(const Tensor& self, const py::object& stream,
   }
   DLPackRequest request{.dtype = *mapping.dlpack};
   if (!max_version.is_none()) {
-    auto version = max_version.cast<std::pair<int64_t, int64_t>>();
+    auto version = IntPair(max_version, "max_version");
     request.versioned = version.first >= 1;
   }
   request.copy = !copy.is_none() && copy.cast<bool>();

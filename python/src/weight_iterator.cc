@@ -3,6 +3,8 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <functional>
+#include <span>
 #include <utility>
 
 #include "status_error.h"
@@ -26,7 +28,7 @@ std::unique_ptr<WeightIterator> WeightIterator::Open(const LoadConfig& config, O
   for (const Checkpoint& c : it->checkpoints_) {
     warnings.insert(warnings.end(), c.warnings().begin(), c.warnings().end());
   }
-  it->EmitWarnings(std::move(warnings));
+  EmitWarnings(warnings);
   return it;
 }
 
@@ -65,18 +67,45 @@ WeightIterator::~WeightIterator() {
 }
 
 py::tuple WeightIterator::Next() {
-  Result<std::optional<Weight>> next = std::optional<Weight>();
-  std::vector<std::string> warnings;
-  {
-    py::gil_scoped_release release;
-    std::lock_guard lock(mu_);
-    next = NextLocked();
-    warnings.swap(pending_warnings_);
+  for (;;) {
+    Result<std::optional<Weight>> next = std::optional<Weight>();
+    bool warnings_first = false;
+    std::vector<std::string> warnings;
+    {
+      py::gil_scoped_release release;
+      std::lock_guard lock(mu_);
+      next = NextLocked(warnings_first);
+      warnings.swap(pending_warnings_);
+    }
+    try {
+      EmitWarnings(warnings);
+    } catch (const py::error_already_set&) {
+      // A filter turned a warning into an exception. Nothing was fetched (warnings_first, or
+      // the iterator is finished); the warnings not emitted yet come first next time.
+      if (!warnings.empty()) {
+        py::gil_scoped_release release;
+        std::lock_guard lock(mu_);
+        pending_warnings_.insert(pending_warnings_.begin(), warnings.begin(), warnings.end());
+      }
+      throw;
+    }
+    if (warnings_first) continue;
+    if (!next.ok()) ThrowStatus(next.status());
+    if (!next->has_value()) throw py::stop_iteration();
+    Weight weight = std::move(**next);
+    try {
+      return NamedWeight(weight);
+    } catch (py::error_already_set& e) {
+      // numpy refused the array (more dimensions than it supports: 32 in numpy 1.x). Finish, as
+      // for other errors, with an error that names the file and the tensor.
+      if (!e.matches(PyExc_ValueError)) throw;
+      const std::string why = py::str(e.value()).cast<std::string>();
+      Status refused = UnsupportedError("numpy cannot hold this weight: " + why);
+      refused.WithPath(PathOf(weight)).WithTensor(weight.name());
+      Close();
+      ThrowStatus(refused);
+    }
   }
-  EmitWarnings(std::move(warnings));
-  if (!next.ok()) ThrowStatus(next.status());
-  if (!next->has_value()) throw py::stop_iteration();
-  return NamedWeight(std::move(**next));
 }
 
 void WeightIterator::Close() {
@@ -104,7 +133,8 @@ py::dict WeightIterator::Stats() {
   return out;
 }
 
-Result<std::optional<Weight>> WeightIterator::NextLocked() {
+Result<std::optional<Weight>> WeightIterator::NextLocked(bool& warnings_first) {
+  warnings_first = false;
   while (!finished_) {
     if (!loader_) {
       if (next_checkpoint_ == checkpoints_.size()) break;
@@ -117,15 +147,41 @@ Result<std::optional<Weight>> WeightIterator::NextLocked() {
       pending_warnings_.insert(pending_warnings_.end(), warnings.begin(), warnings.end());
       loader_.emplace(std::move(loader).value());
     }
+    if (!pending_warnings_.empty()) {
+      warnings_first = true;
+      return std::optional<Weight>();
+    }
     Result<std::optional<Weight>> next = loader_->Next();
     if (!next.ok()) {
       StopLocked();  // like a Python generator: finished after raising
       return next;
     }
-    if (next->has_value()) return next;
+    if (next->has_value()) {
+      // A shape Python cannot describe fails here, where the iterator can still finish cleanly
+      // and the error can name the file.
+      if (Status shape = CheckShape(**next); !shape.ok()) {
+        shape.WithPath(PathOf(**next));
+        StopLocked();
+        return shape;
+      }
+      return next;
+    }
     RetireLoader();
   }
   return std::optional<Weight>();
+}
+
+const std::string& WeightIterator::PathOf(const Weight& weight) const {
+  for (const Checkpoint& c : checkpoints_) {
+    std::span<const TensorInfo> tensors = c.tensors();
+    const TensorInfo* info = &weight.info();
+    if (std::less_equal<>()(tensors.data(), info) &&
+        std::less<>()(info, tensors.data() + tensors.size())) {
+      return c.shards()[info->shard].path;
+    }
+  }
+  static const std::string unknown;
+  return unknown;
 }
 
 void WeightIterator::RetireLoader() {
@@ -160,12 +216,14 @@ LoadStats WeightIterator::MergedStatsLocked() const {
   return merged;
 }
 
-void WeightIterator::EmitWarnings(std::vector<std::string> warnings) {
-  for (const std::string& w : warnings) {
-    if (PyErr_WarnEx(PyExc_RuntimeWarning, ("stload: " + w).c_str(), 1) != 0) {
+void WeightIterator::EmitWarnings(std::vector<std::string>& warnings) {
+  for (size_t i = 0; i < warnings.size(); ++i) {
+    if (PyErr_WarnEx(PyExc_RuntimeWarning, ("stload: " + warnings[i]).c_str(), 1) != 0) {
+      warnings.erase(warnings.begin(), warnings.begin() + static_cast<ptrdiff_t>(i) + 1);
       throw py::error_already_set();  // warnings turned into errors
     }
   }
+  warnings.clear();
 }
 
 void BindWeightIterator(py::module_& m) {
@@ -187,12 +245,22 @@ Also a context manager that closes on exit.)doc")
       .def_property_readonly("stats", &WeightIterator::Stats, R"doc(
 What the loading did so far: {"read_path": "pread"|"mmap"|"direct", "io_uring": bool,
 "threads": reader threads started (most for one file), "bytes_read": int, "peak_held_bytes": int,
-"fresh_bytes": int, "warnings": [str], "checkpoints": how many checkpoints the files were
-opened as (1 when a list of files is one directory's shards)}.)doc");
-  m.def("open_model", &WeightIterator::OpenModel, py::arg("path"), py::arg("config"),
-        "A WeightIterator over a .safetensors file, a directory or an index.");
-  m.def("open_files", &WeightIterator::OpenFiles, py::arg("files"), py::arg("config"),
-        "A WeightIterator over .safetensors files, opened as one checkpoint in list order.");
+"fresh_bytes": int, "warnings": [str], "checkpoints": how many checkpoints are loaded (1; 0
+for an empty list of files, which yields nothing)}.)doc");
+  m.def(
+      "open_model",
+      [](const std::string& path, const PyLoadConfig& config) {
+        return WeightIterator::OpenModel(path, config);
+      },
+      py::arg("path"), py::arg("config"),
+      "A WeightIterator over a .safetensors file, a directory or an index.");
+  m.def(
+      "open_files",
+      [](const std::vector<std::string>& files, const PyLoadConfig& config) {
+        return WeightIterator::OpenFiles(files, config);
+      },
+      py::arg("files"), py::arg("config"),
+      "A WeightIterator over .safetensors files, opened as one checkpoint in list order.");
 }
 
 }  // namespace stload::python

@@ -1,7 +1,7 @@
 // stload._stload.WeightIterator: the (name, array) iterator behind every Python loading function.
 //
 // It loads a sequence of checkpoints one after another, each with its own stload::Loader (a model
-// path is one checkpoint; a list of files usually too, see checkpoint_list.h). The GIL is released
+// path is one checkpoint, and so is a list of files: Checkpoint::OpenFiles). The GIL is released
 // while it waits for a weight, opens files or stops readers. Abandoning it (close(), or dropping
 // the last reference) cancels outstanding reads and joins the reader threads; weights already
 // handed out stay valid. Safe to call from several Python threads: calls are serialized.
@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "load_config_binding.h"
 #include "stload/checkpoint.h"
 #include "stload/loader.h"
 
@@ -48,13 +49,21 @@ class WeightIterator {
   static std::unique_ptr<WeightIterator> Open(const LoadConfig& config, OpenFn open);
 
   // These run with mu_ held and without the GIL.
-  Result<std::optional<Weight>> NextLocked();
+  // The next weight, or nullopt at the end. Sets `warnings_first` (and fetches nothing) while
+  // pending_warnings_ is not empty: Next() emits them before a weight is taken, so that a warning
+  // a filter turns into an exception loses no weight.
+  Result<std::optional<Weight>> NextLocked(bool& warnings_first);
   void RetireLoader();
   void StopLocked();
   LoadStats MergedStatsLocked() const;
 
-  // Turns pending warnings into Python RuntimeWarnings. Needs the GIL, not mu_.
-  void EmitWarnings(std::vector<std::string> warnings);
+  // The path of the file holding `weight`.
+  const std::string& PathOf(const Weight& weight) const;
+
+  // Turns `warnings` into Python RuntimeWarnings, in order. When a warnings filter turns one
+  // into an exception, raises it and leaves the ones not yet emitted in `warnings`. Needs the
+  // GIL, not mu_.
+  static void EmitWarnings(std::vector<std::string>& warnings);
 
   std::mutex mu_;
   const std::vector<Checkpoint> checkpoints_;
@@ -63,7 +72,7 @@ class WeightIterator {
   std::optional<Loader> loader_;  // the one being consumed
   bool finished_ = false;
   LoadStats retired_;  // merged stats of the loaders already finished
-  std::vector<std::string> pending_warnings_;
+  std::vector<std::string> pending_warnings_;  // not yet emitted as RuntimeWarnings
 };
 
 // Defines stload._stload.WeightIterator.

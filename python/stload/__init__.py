@@ -13,8 +13,9 @@
 
 Weights are read-only numpy arrays over the memory stload read into (no copy), or, for dtypes
 numpy lacks (BF16, FP8, F4, F6), :class:`stload.Tensor` objects that frameworks take through
-DLPack (``torch.from_dlpack``) and that offer a raw numpy view (``Tensor.numpy()``). See
-:data:`stload.DTYPES` for every dtype.
+DLPack (``torch.from_dlpack``) and that offer a raw numpy view (``Tensor.numpy()``).
+:func:`stload.to_torch` makes a torch tensor of either without a copy. See :data:`stload.DTYPES`
+for every dtype.
 """
 
 from ._stload import __version__
@@ -27,13 +28,21 @@ from ._api import (
     load_file,
     multi_thread_safetensors_weights_iterator,
     safetensors_weights_iterator,
+    to_torch,
 )
 from ._dtypes import DTYPES, DTypeInfo, dtype_name
-from ._errors import CorruptFileError, Error, InvalidArgumentError, IoError, NotFoundError
+from ._errors import (
+    CorruptFileError,
+    Error,
+    InvalidArgumentError,
+    IoError,
+    NotFoundError,
+    ResourceExhaustedError,
+)
 
 # The classes are defined by the extension module; they belong to the package's public API.
 for _cls in (LoadConfig, Tensor, WeightIterator, CorruptFileError, Error, InvalidArgumentError,
-             IoError, NotFoundError):
+             IoError, NotFoundError, ResourceExhaustedError):
     _cls.__module__ = __name__
 del _cls
 
@@ -46,6 +55,7 @@ __all__ = [
     "IoError",
     "LoadConfig",
     "NotFoundError",
+    "ResourceExhaustedError",
     "Tensor",
     "WeightIterator",
     "__version__",
@@ -55,4 +65,5 @@ __all__ = [
     "load_file",
     "multi_thread_safetensors_weights_iterator",
     "safetensors_weights_iterator",
+    "to_torch",
 ]

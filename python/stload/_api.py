@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import numbers
 import os
+import warnings
 from collections.abc import Iterable, Mapping
 from typing import Union
 
-from . import _stload
+import numpy
+
+from . import _dtypes, _stload
 from ._errors import InvalidArgumentError
 
 LoadConfig = _stload.LoadConfig
@@ -23,8 +26,9 @@ WeightIterator = _stload.WeightIterator
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-# load_file keeps every weight, so reading ahead must not wait for weights to be released.
-_UNLIMITED = 1 << 62
+# load_file keeps every weight, so reading ahead must not wait for weights to be released: unless
+# the config gives a memory_limit, it has none (UINT64_MAX / 2, as `stload load --consumer keep`).
+_UNLIMITED = ((1 << 64) - 1) // 2
 
 
 def _as_config(load_config: Union[None, Mapping, LoadConfig]) -> LoadConfig:
@@ -107,14 +111,60 @@ def load_file(path: PathLike,
     Without ``load_config``, reads through mmap with 8 threads: the arrays view the page cache,
     so keeping them all costs no extra memory. ``path`` is a ``.safetensors`` file (or a
     directory or an index, as everywhere in stload).
+
+    The dict keeps every weight, so the read-ahead limit (``memory_limit``, 1 GiB when streaming)
+    would only make reading wait for weights that are never released: unless ``load_config``
+    gives one (a dict's ``"memory_limit"`` key, or a :class:`LoadConfig` whose ``memory_limit``
+    was set), there is no limit. A given limit is respected.
     """
     if load_config is None:
-        config = LoadConfig(enable_multithread_load=True, disable_mmap=False,
-                            memory_limit=_UNLIMITED)
+        config = LoadConfig(enable_multithread_load=True, disable_mmap=False)
     else:
         config = _as_config(load_config)
+    if config.memory_limit is None:  # unset
+        if config is load_config:  # the caller's LoadConfig: change a copy
+            config = LoadConfig(**config.to_dict())
+        config.memory_limit = _UNLIMITED
     with _stload.open_model(os.fspath(path), config) as weights:
         return dict(weights)
+
+
+def to_torch(weight):
+    """A ``torch.Tensor`` viewing ``weight``'s memory, without a copy.
+
+    ``weight`` is a value the iterators yield. A numpy array goes through ``torch.from_numpy``
+    (torch's warning that the array is not writable is silenced: numpy's own ``__dlpack__``
+    refuses read-only arrays), a :class:`stload.Tensor` through ``torch.from_dlpack``. The
+    tensor keeps the memory alive. Do not write through it: the memory is read-only (a shared
+    buffer, or the file's read-only mapping) and torch cannot mark tensors read-only; ``.clone()``
+    makes a writable copy.
+
+    Raises TypeError for a dtype this torch does not have: F4 and F6 (no torch dtype); the FP8
+    types and U16/U32/U64 in older torch (1.13 has none of them). Imports torch when called.
+    """
+    import torch  # lazily: stload does not need torch
+
+    if isinstance(weight, Tensor):
+        if _dtypes.DTYPES[weight.dtype].dlpack is None:
+            raise TypeError(f"stload.Tensor of dtype {weight.dtype} has no torch dtype (the "
+                            "safetensors format does not define how its elements are packed); "
+                            "use .numpy() for the raw bytes")
+        try:
+            return torch.from_dlpack(weight)
+        except (RuntimeError, BufferError) as e:  # torch does not know the DLPack type code
+            raise TypeError(f"torch {torch.__version__} cannot take dtype {weight.dtype} "
+                            f"through DLPack: {e}") from e
+    if isinstance(weight, numpy.ndarray):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable",
+                                    category=UserWarning)
+            try:
+                return torch.from_numpy(weight)
+            except TypeError as e:
+                raise TypeError(f"torch {torch.__version__} has no dtype for numpy "
+                                f"{weight.dtype}: {e}") from e
+    raise TypeError("to_torch takes a weight stload yielded (a numpy.ndarray or a "
+                    f"stload.Tensor), not {type(weight).__name__}")
 
 
 def inspect(path: PathLike) -> dict:

@@ -4,15 +4,16 @@ Every error stload raises is a :class:`stload.Error`. Each error code has a subc
 the matching built-in exception, so ``except OSError`` and ``except ValueError`` catch what they
 would catch in any other library:
 
-=====================  ==============================  ======================================
-code                   class                           also a
-=====================  ==============================  ======================================
-``not found``          :class:`NotFoundError`          :class:`FileNotFoundError`
-``io error``           :class:`IoError`                :class:`OSError` (``errno`` is set)
-``corrupt``            :class:`CorruptFileError`       :class:`ValueError`
-``invalid argument``   :class:`InvalidArgumentError`   :class:`ValueError`
-others                 :class:`Error`
-=====================  ==============================  ======================================
+======================  ===============================  ======================================
+code                    class                            also a
+======================  ===============================  ======================================
+``not found``           :class:`NotFoundError`           :class:`FileNotFoundError`
+``io error``            :class:`IoError`                 :class:`OSError` (``errno`` is set)
+``corrupt``             :class:`CorruptFileError`        :class:`ValueError`
+``invalid argument``    :class:`InvalidArgumentError`    :class:`ValueError`
+``resource exhausted``  :class:`ResourceExhaustedError`  :class:`MemoryError`
+others                  :class:`Error`
+======================  ===============================  ======================================
 
 ``str(error)`` is one line that starts with the base name of the file at fault, when there is
 one: ``model-00002-of-00004.safetensors: tensor 'lm_head.weight': data_offsets [0, 100) extend
@@ -20,6 +21,8 @@ past the data buffer (64 bytes)``.
 """
 
 from __future__ import annotations
+
+import errno as _errno
 
 
 class Error(Exception):
@@ -61,7 +64,13 @@ class Error(Exception):
 
 
 class NotFoundError(Error, FileNotFoundError):
-    """A file or tensor does not exist, or a directory holds no shards."""
+    """A file or tensor does not exist, or a directory holds no shards. ``errno`` is ENOENT
+    unless a system call said otherwise."""
+
+    def __init__(self, message: str, **kwargs) -> None:
+        if not kwargs.get("errno"):
+            kwargs["errno"] = _errno.ENOENT
+        super().__init__(message, **kwargs)
 
 
 class IoError(Error, OSError):
@@ -76,11 +85,16 @@ class InvalidArgumentError(Error, ValueError):
     """The caller asked for something impossible: a bad config key or value, a bad argument."""
 
 
+class ResourceExhaustedError(Error, MemoryError):
+    """Out of memory, threads or another system limit."""
+
+
 _BY_CODE = {
     "not found": NotFoundError,
     "io error": IoError,
     "corrupt": CorruptFileError,
     "invalid argument": InvalidArgumentError,
+    "resource exhausted": ResourceExhaustedError,
 }
 
 

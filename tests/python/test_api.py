@@ -104,11 +104,15 @@ def test_multi_thread_iterator(cli, llama, disable_mmap):
     assert 1 < it.stats["threads"] <= 4
 
 
-def test_multi_thread_iterator_defaults_to_eight_workers_and_mmap(llama):
-    it = stload.multi_thread_safetensors_weights_iterator(shard_files(llama))
-    list(it)
+def test_multi_thread_iterator_defaults_to_eight_workers_and_mmap(tmp_path):
+    # Ten files: enough separate reads for ten threads (fewer are started when there is less).
+    files = [write_safetensors(tmp_path / f"m{i}.safetensors",
+                               {f"w{i}": ("F32", [4], numpy.float32([i] * 4).tobytes())})
+             for i in range(10)]
+    it = stload.multi_thread_safetensors_weights_iterator(files)
+    assert len(list(it)) == 10
     assert it.stats["read_path"] == "mmap"
-    assert it.stats["threads"] <= 8
+    assert it.stats["threads"] == 8
 
 
 def test_load_file_returns_a_dict_of_every_weight(cli, llama):
@@ -121,6 +125,52 @@ def test_load_file_returns_a_dict_of_every_weight(cli, llama):
 def test_load_file_with_a_config(cli, llama):
     weights = stload.load_file(llama, {"disable_mmap": True})
     assert python_hashes(weights.items()) == cli_hashes(cli, llama)
+
+
+UNLIMITED = (2**64 - 1) // 2
+
+
+@pytest.mark.parametrize("load_config, memory_limit", [
+    (None, UNLIMITED),
+    ({"disable_mmap": True}, UNLIMITED),
+    ({"disable_mmap": True, "memory_limit": None}, UNLIMITED),
+    ({"memory_limit": "64KiB"}, 64 << 10),
+    ({"memory_limit": 1 << 30}, 1 << 30),
+    (stload.LoadConfig(disable_mmap=True), UNLIMITED),
+    (stload.LoadConfig(memory_limit="1GiB"), 1 << 30),
+    (stload.LoadConfig.from_json('{"memory_limit": 4096}'), 4096),
+], ids=["none", "dict", "dict-none", "dict-64KiB", "dict-1GiB", "config", "config-1GiB",
+        "json-4096"])
+def test_load_file_lifts_the_memory_limit_unless_one_is_given(llama, monkeypatch, load_config,
+                                                              memory_limit):
+    """load_file keeps every weight: a read-ahead limit would make it read one block at a time
+    once the limit is reached (`stload load --consumer keep` lifts it too)."""
+    seen = []
+    real_open_model = stload._api._stload.open_model
+
+    def spy(path, config):
+        seen.append(config)
+        return real_open_model(path, config)
+
+    monkeypatch.setattr(stload._api._stload, "open_model", spy)
+    before = None if load_config is None else repr(load_config)
+    file = shard_files(llama)[0]
+    assert len(stload.load_file(file, load_config)) == len(stload.inspect(file)["tensors"])
+    assert seen[0].memory_limit == memory_limit
+    if load_config is not None:
+        assert repr(load_config) == before  # the caller's config is not changed
+
+
+def test_load_config_memory_limit_is_none_until_given():
+    c = stload.LoadConfig()
+    assert c.memory_limit is None  # unset: 1 GiB when streaming, no limit in load_file
+    assert c.to_dict()["memory_limit"] is None
+    c.memory_limit = 1 << 30
+    assert c.memory_limit == 1 << 30
+    assert c != stload.LoadConfig()  # given, even if equal to the default
+    assert stload.LoadConfig(**c.to_dict()) == c
+    c.memory_limit = None
+    assert c == stload.LoadConfig()
 
 
 def test_inspect_matches_the_cli(cli, deepseek):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import gc
 
 import numpy
 import pytest
@@ -185,6 +186,10 @@ _api.PyCapsule_GetPointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
 _api.PyCapsule_SetName.argtypes = [ctypes.py_object, ctypes.c_char_p]
 _api.PyCapsule_IsValid.argtypes = [ctypes.py_object, ctypes.c_char_p]
 
+# PyCapsule_SetName keeps the pointer it is given, not a copy: the names must outlive every
+# capsule, so they are module constants (a temporary bytes object would be freed at once).
+USED_NAME = {False: b"used_dltensor", True: b"used_dltensor_versioned"}
+
 
 def consume(capsule, versioned: bool):
     """What a DLPack consumer does: read the struct, rename the capsule, call the deleter later."""
@@ -193,7 +198,7 @@ def consume(capsule, versioned: bool):
     pointer = _api.PyCapsule_GetPointer(capsule, name)
     kind = DLManagedTensorVersioned if versioned else DLManagedTensor
     managed = ctypes.cast(pointer, ctypes.POINTER(kind)).contents
-    _api.PyCapsule_SetName(capsule, b"used_" + name)
+    _api.PyCapsule_SetName(capsule, USED_NAME[versioned])
     return managed
 
 
@@ -232,10 +237,50 @@ def test_dlpack_copy(loaded):
     managed.deleter(ctypes.pointer(managed))
 
 
-def test_unconsumed_capsules_free_themselves(loaded):
-    for versioned in (None, (1, 0)):
-        capsule = loaded["bf16"].__dlpack__(max_version=versioned)
-        del capsule  # the capsule's destructor calls the deleter: no leak, no crash
+def mapped(path: str) -> bool:
+    """Whether `path` is mapped into this process."""
+    with open("/proc/self/maps") as maps:
+        return any(line.rstrip("\n").endswith(" " + path) for line in maps)
+
+
+@pytest.mark.parametrize("versioned", [False, True])
+def test_unconsumed_capsules_free_themselves(tmp_path, versioned):
+    # Read through mmap, a weight's memory is the file's mapping: it stays mapped exactly as long
+    # as something holds the weight's memory.
+    path = write_safetensors(tmp_path / "capsules.safetensors",
+                             {"bf16": TENSORS["bf16"], "bf16_2": TENSORS["bf16"]})
+    weights = stload.load_file(path, {"disable_mmap": False})
+    capsules = [w.__dlpack__(max_version=(1, 0) if versioned else None)
+                for w in weights.values() for _ in range(2)]
+    del weights
+    gc.collect()
+    assert mapped(path)  # the capsules hold the memory
+    del capsules  # never consumed: each capsule's destructor calls the deleter
+    gc.collect()
+    assert not mapped(path)
+
+
+def test_consumed_capsules_are_left_to_the_consumer(tmp_path):
+    path = write_safetensors(tmp_path / "consumed.safetensors", {"bf16": TENSORS["bf16"]})
+    tensor = stload.load_file(path, {"disable_mmap": False})["bf16"]
+    capsule = tensor.__dlpack__(max_version=(1, 0))
+    managed = consume(capsule, versioned=True)
+    del tensor, capsule  # renamed "used_...": the capsule no longer owns the tensor
+    gc.collect()
+    assert mapped(path)  # the consumer has not called the deleter yet
+    managed.deleter(ctypes.pointer(managed))
+    assert not mapped(path)
+
+
+@pytest.mark.parametrize("max_version", [(1,), (1, 0, 0), "10", 1, (1.0, 0)])
+def test_dlpack_max_version_must_be_a_pair_of_integers(loaded, max_version):
+    with pytest.raises(TypeError, match="max_version"):
+        loaded["bf16"].__dlpack__(max_version=max_version)
+
+
+def test_dlpack_device_must_be_a_pair_of_integers(loaded):
+    with pytest.raises(TypeError, match="dl_device"):
+        loaded["bf16"].__dlpack__(dl_device=(1,))
 
 
 def test_dlpack_refuses_other_devices_and_streams(loaded):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import warnings
 
 import numpy
 import pytest
@@ -24,6 +25,7 @@ def test_missing_file_is_file_not_found(tmp_path):
     e = caught.value
     assert isinstance(e, FileNotFoundError) and isinstance(e, stload.Error)
     assert e.code == "not found"
+    assert e.errno == errno.ENOENT  # as FileNotFoundError's own
     assert e.file_name == "nope.safetensors"
     assert str(e).startswith("nope.safetensors: ")
 
@@ -95,6 +97,14 @@ def test_error_classes_map_codes():
     assert (e.errno, e.offset, e.file_name) == (errno.EIO, 8, "x.safetensors")
     assert str(e) == "x.safetensors: pread: Input/output error (at byte 8)"
     assert type(_from_status("cancelled", "m", "m", None, None, None, None)) is stload.Error
+    e = _from_status("resource exhausted", "cannot start a reader thread",
+                     "cannot start a reader thread", None, None, None, None)
+    assert type(e) is stload.ResourceExhaustedError and isinstance(e, MemoryError)
+    e = _from_status("not found", "m: no such tensor", "no such tensor", "/d/m", None, "t", None)
+    assert type(e) is stload.NotFoundError and e.errno == errno.ENOENT
+    e = _from_status("not found", "m: open: Permission denied", "open", "/d/m", None, None,
+                     errno.EACCES)
+    assert e.errno == errno.EACCES  # a system call's errno is kept
 
 
 @pytest.mark.parametrize("config, key", [
@@ -173,3 +183,114 @@ def test_checkpoint_warnings_are_runtime_warnings(tmp_path):
     with pytest.warns(RuntimeWarning, match="total_size"):
         it = stload.get_weight_iterator(tmp_path)
     assert len(list(it)) == 2
+
+
+def test_numpy_integers_are_accepted_in_the_config(tmp_path):
+    path = good_file(tmp_path / "m.safetensors")
+    config = {"enable_multithread_load": True, "num_threads": numpy.int64(2),
+              "uring_depth": numpy.uint16(8), "chunk_bytes": numpy.int32(4096)}
+    it = stload.get_weight_iterator(path, config)
+    assert len(list(it)) == 2
+    assert it.stats["threads"] == 2
+    c = stload.LoadConfig(num_threads=numpy.int64(4), memory_limit=numpy.uint64(1 << 20))
+    assert (c.num_threads, c.memory_limit) == (4, 1 << 20)
+    c.num_threads = numpy.int8(3)
+    assert c.num_threads == 3
+    with pytest.raises(stload.InvalidArgumentError, match="num_threads"):
+        stload.LoadConfig(num_threads=numpy.float64(4))
+
+
+# --- Warnings turned into exceptions (warnings.simplefilter("error")). ---
+
+def _fallback_warning_on_next(it):
+    """Calls next(it) with every new file descriptor refused (RLIMIT_NOFILE at the lowest free
+    one), so that io_uring cannot be set up and the loader falls back to pread with a warning;
+    warnings are errors meanwhile. Returns the exception next() raised."""
+    import resource
+    probe = os.open("/dev/null", os.O_RDONLY)
+    os.close(probe)  # the lowest free descriptor: a limit there refuses any new one
+    old = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (probe, old[1]))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(RuntimeWarning, match="reading with plain system calls") as caught:
+                next(it)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, old)
+    return caught.value
+
+
+def test_a_warning_turned_into_an_error_loses_no_weight(tmp_path):
+    path = good_file(tmp_path / "m.safetensors")
+    it = stload.get_weight_iterator(path, {"io_uring": True, "disable_mmap": True})
+    _fallback_warning_on_next(it)
+    # The caller caught the warning and goes on: the first weight is still there.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and the warning is not raised again
+        names = [name for name, _ in it]
+    assert names == ["a", "b"]
+    assert it.stats["io_uring"] is False
+    assert len(it.stats["warnings"]) == 1
+
+
+# --- Shapes Python cannot describe. ---
+
+def huge_file(tmp_path, dtype: str, shape: list[int]) -> str:
+    """'a' (F32), then 'huge' of `shape` and 0 bytes, then 'z' (F32)."""
+    return write_raw(tmp_path / f"huge_{dtype}.safetensors", {
+        "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+        "huge": {"dtype": dtype, "shape": shape, "data_offsets": [8, 8]},
+        "z": {"dtype": "F32", "shape": [1], "data_offsets": [8, 12]},
+    }, bytes(12))
+
+
+@pytest.mark.parametrize("dtype", ["F32", "BF16", "F4"])
+@pytest.mark.parametrize("shape", [[0, 2**63 + 5], [2**64 - 1, 0], [2**62, 0, 4],
+                                   [2**60 - 1, 2**63 - 1, 0]],
+                         ids=["past-int64", "uint64-max", "product-past-int64", "product-2^128"])
+def test_an_empty_tensor_with_huge_dimensions_is_a_corrupt_file_error(tmp_path, dtype, shape):
+    path = huge_file(tmp_path, dtype, shape)
+    try:
+        it = stload.get_weight_iterator(path)
+    except stload.CorruptFileError as e:  # a parser that refuses the shape up front: fine too
+        assert e.tensor == "huge"
+        return
+    names = []
+    with pytest.raises(stload.CorruptFileError) as caught:
+        for name, _ in it:
+            names.append(name)
+    e = caught.value
+    assert names == ["a"]
+    assert (e.code, e.tensor, e.path) == ("corrupt", "huge", path)
+    assert str(e).startswith(f"huge_{dtype}.safetensors: tensor 'huge': ")
+    with pytest.raises(StopIteration):  # finished after the error, like a generator
+        next(it)
+
+
+@pytest.mark.parametrize("dtype", ["F32", "BF16"])
+def test_an_empty_tensor_with_large_dimensions_python_can_describe(tmp_path, dtype):
+    path = huge_file(tmp_path, dtype, [0, 1 << 40])
+    weights = stload.load_file(path)
+    assert list(weights) == ["a", "huge", "z"]
+    huge = weights["huge"]
+    assert huge.shape == (0, 1 << 40)
+    if dtype == "BF16":
+        assert huge.numpy().shape == (0, 1 << 40)
+        huge.__dlpack__(max_version=(1, 0))
+
+
+def test_more_dimensions_than_numpy_has_is_an_error_naming_the_tensor(tmp_path):
+    # numpy arrays have at most 32 dimensions (64 in numpy 2).
+    path = write_raw(tmp_path / "deep.safetensors", {
+        "deep": {"dtype": "F32", "shape": [1] * 65, "data_offsets": [0, 4]},
+        "z": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]},
+    }, bytes(8))
+    it = stload.get_weight_iterator(path)
+    with pytest.raises(stload.Error) as caught:
+        next(it)
+    e = caught.value
+    assert (e.code, e.tensor, e.path) == ("unsupported", "deep", path)
+    assert str(e).startswith("deep.safetensors: tensor 'deep': numpy cannot hold this weight")
+    with pytest.raises(StopIteration):
+        next(it)

@@ -117,19 +117,22 @@ def test_the_gil_is_released_while_reading(llama):
 def test_next_from_several_threads_yields_each_weight_once(cli, llama):
     expected = cli_hashes(cli, llama)
     it = stload.get_weight_iterator(llama, {"enable_multithread_load": True, "num_threads": 4})
-    got = {}
-    lock = threading.Lock()
+    taken = [[] for _ in range(4)]  # per thread: (name, sha256); checked in this thread
+    errors = []
 
-    def take():
-        for name, value in it:
-            digest = hashlib.sha256(raw_bytes(value)).hexdigest()
-            with lock:
-                assert name not in got
-                got[name] = digest
+    def take(mine):
+        try:
+            for name, value in it:
+                mine.append((name, hashlib.sha256(raw_bytes(value)).hexdigest()))
+        except BaseException as e:  # reported by the main thread
+            errors.append(e)
 
-    threads = [threading.Thread(target=take) for _ in range(4)]
+    threads = [threading.Thread(target=take, args=(mine,)) for mine in taken]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert got == expected
+    assert errors == []
+    names = [name for mine in taken for name, _ in mine]
+    assert len(names) == len(set(names)), "a weight was yielded twice"
+    assert dict(pair for mine in taken for pair in mine) == expected

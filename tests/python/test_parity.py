@@ -40,12 +40,30 @@ def expected(cli, checkpoint):
     return cli_hashes(cli, checkpoint)
 
 
+def expected_read_path(config) -> tuple[str, bool]:
+    """(read_path, io_uring) that `config` asks for."""
+    config = config or {}
+    if config.get("direct_io"):
+        path = "direct"
+    else:
+        path = "mmap" if config.get("disable_mmap") is False else "pread"
+    return path, bool(config.get("io_uring")) and path != "mmap"
+
+
 @pytest.mark.parametrize("mode", CONFIGS)
 def test_get_weight_iterator(checkpoint, expected, mode):
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(record=True) as caught:
         # io_uring or O_DIRECT may be unavailable here; stload then falls back with a warning.
-        warnings.simplefilter("ignore", RuntimeWarning)
-        assert python_hashes(stload.get_weight_iterator(checkpoint, CONFIGS[mode])) == expected
+        warnings.simplefilter("always", RuntimeWarning)
+        it = stload.get_weight_iterator(checkpoint, CONFIGS[mode])
+        assert python_hashes(it) == expected
+    fallbacks = [str(w.message) for w in caught if "instead" in str(w.message)]
+    path, uring = expected_read_path(CONFIGS[mode])
+    if not fallbacks:  # the mode asked for is the one tested
+        assert (it.stats["read_path"], it.stats["io_uring"]) == (path, uring)
+    else:
+        assert it.stats["warnings"] == [m.removeprefix("stload: ") for m in fallbacks]
+        assert (it.stats["read_path"], it.stats["io_uring"]) != (path, uring)
 
 
 def test_safetensors_weights_iterator(checkpoint, expected):

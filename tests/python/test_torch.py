@@ -1,4 +1,5 @@
-"""torch.from_dlpack of stload BF16 (and, where torch has them, FP8) weights: values, no copy.
+"""torch.from_dlpack of stload BF16 (and, where torch has them, FP8) weights: values, no copy;
+stload.to_torch of every dtype.
 
 Runs only where Debian's python3-torch is installed. CI does not install it (about 1 GiB of
 packages for these few tests; the DLPack structures themselves are checked without torch in
@@ -7,13 +8,18 @@ test_dtypes.py), so there it is skipped.
 
 from __future__ import annotations
 
+import gc
+import subprocess
+import sys
 import warnings
 
 import numpy
 import pytest
 
 import stload
+from helpers import raw_bytes
 from st_writer import write_safetensors
+from test_dtypes import TENSORS
 
 torch = pytest.importorskip(
     "torch", reason="python3-torch is not installed (CI does not install it; "
@@ -70,3 +76,79 @@ def test_from_numpy_of_a_numpy_dtype_weight(tmp_path):
         t = torch.from_numpy(array)
     assert t.tolist() == [1.0, 2.0, 3.0]
     assert t.data_ptr() == array.ctypes.data  # zero-copy
+
+
+# safetensors dtype -> torch dtype name; F4 and F6 have none.
+TORCH_DTYPES = {"BOOL": "bool", "U8": "uint8", "I8": "int8", "I16": "int16", "U16": "uint16",
+                "F16": "float16", "I32": "int32", "U32": "uint32", "F32": "float32",
+                "F64": "float64", "I64": "int64", "U64": "uint64", "C64": "complex64",
+                "BF16": "bfloat16", "F8_E5M2": "float8_e5m2", "F8_E4M3": "float8_e4m3fn",
+                "F8_E8M0": "float8_e8m0fnu", "F8_E4M3FNUZ": "float8_e4m3fnuz",
+                "F8_E5M2FNUZ": "float8_e5m2fnuz"}
+
+
+@pytest.fixture(scope="module", params=[True, False], ids=["pread", "mmap"])
+def every_dtype(request, tmp_path_factory):
+    path = write_safetensors(tmp_path_factory.mktemp("to_torch") / "all.safetensors", TENSORS)
+    return stload.load_file(path, {"disable_mmap": request.param})
+
+
+@pytest.mark.parametrize("name", TENSORS)
+def test_to_torch_views_every_dtype_torch_has(every_dtype, name):
+    dtype = TENSORS[name][0]
+    weight = every_dtype[name]
+    torch_dtype = getattr(torch, TORCH_DTYPES.get(dtype, "-"), None)
+    if torch_dtype is None:  # F4, F6; FP8 and U16/U32/U64 in older torch (1.13)
+        with pytest.raises(TypeError, match=dtype if dtype in ("F4", "F6_E2M3", "F6_E3M2")
+                           else "torch"):
+            stload.to_torch(weight)
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning escapes (torch's first: see below)
+        try:
+            t = stload.to_torch(weight)
+        except TypeError as e:
+            if dtype.startswith("F8") or dtype.startswith("U"):
+                pytest.skip(f"torch {torch.__version__} has {torch_dtype} but cannot take it: {e}")
+            raise
+    assert t.dtype == torch_dtype
+    assert tuple(t.shape) == tuple(TENSORS[name][1])
+    if t.numel():
+        assert t.data_ptr() == raw_bytes(weight).ctypes.data  # zero-copy
+    if isinstance(weight, numpy.ndarray):
+        numpy.testing.assert_array_equal(t.numpy(), weight)
+    elif dtype == "BF16" and t.numel():
+        assert t.float().tolist() == BF16_VALUES
+
+
+def test_to_torch_tensor_keeps_the_memory_alive(tmp_path):
+    path = write_safetensors(tmp_path / "alive.safetensors", {
+        "f32": ("F32", [3], numpy.float32([1, 2, 3]).tobytes()),
+        "bf16": ("BF16", [2, 2], BF16_BITS),
+    })
+    tensors = {n: stload.to_torch(w) for n, w in stload.load_file(path).items()}
+    gc.collect()
+    assert tensors["f32"].tolist() == [1.0, 2.0, 3.0]
+    assert tensors["bf16"].float().tolist() == BF16_VALUES
+
+
+def test_to_torch_does_not_warn_about_read_only_arrays(tmp_path):
+    # torch warns once a process, so a fresh process is needed for the first from_numpy.
+    path = write_safetensors(tmp_path / "w.safetensors",
+                             {"w": ("F32", [3], numpy.float32([1, 2, 3]).tobytes())})
+    code = f"""
+import warnings
+import stload
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    t = stload.to_torch(stload.load_file({str(path)!r})["w"])
+assert t.tolist() == [1.0, 2.0, 3.0]
+assert not caught, [str(w.message) for w in caught]
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_to_torch_of_something_else_is_a_type_error():
+    with pytest.raises(TypeError, match="to_torch"):
+        stload.to_torch([1.0, 2.0])
