@@ -60,10 +60,41 @@ std::string_view DTypeName(DType dtype) { return kDTypes[static_cast<size_t>(dty
 uint32_t DTypeBits(DType dtype) { return kDTypes[static_cast<size_t>(dtype)].bits; }
 
 std::optional<DType> ParseDType(std::string_view name) {
-  for (const DTypeRow& row : kDTypes) {
-    if (row.name == name) return row.dtype;
+  // Called once per tensor of every header: look only at the names of the right length.
+  static constexpr DType k2[] = {DType::kU8, DType::kI8, DType::kF4};
+  static constexpr DType k3[] = {DType::kI16, DType::kU16, DType::kF16, DType::kI32, DType::kU32,
+                                 DType::kF32, DType::kF64, DType::kI64, DType::kU64, DType::kC64};
+  static constexpr DType k4[] = {DType::kBool, DType::kBF16};
+  static constexpr DType k7[] = {DType::kF8E5M2, DType::kF8E4M3, DType::kF8E8M0, DType::kF6E2M3,
+                                 DType::kF6E3M2};
+  static constexpr DType k11[] = {DType::kF8E4M3Fnuz, DType::kF8E5M2Fnuz};
+  std::span<const DType> candidates;
+  switch (name.size()) {
+    case 2: candidates = k2; break;
+    case 3: candidates = k3; break;
+    case 4: candidates = k4; break;
+    case 7: candidates = k7; break;
+    case 11: candidates = k11; break;
+    default: return std::nullopt;
+  }
+  for (DType dtype : candidates) {
+    if (kDTypes[static_cast<size_t>(dtype)].name == name) return dtype;
   }
   return std::nullopt;
 }
+
+namespace {
+
+// Every name is in the bucket of its length, so ParseDType finds every dtype.
+constexpr bool BucketsCoverEveryName() {
+  for (const DTypeRow& row : kDTypes) {
+    const size_t n = row.name.size();
+    if (n != 2 && n != 3 && n != 4 && n != 7 && n != 11) return false;
+  }
+  return true;
+}
+static_assert(BucketsCoverEveryName(), "a dtype name has a length ParseDType does not look at");
+
+}  // namespace
 
 }  // namespace stload

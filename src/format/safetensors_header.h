@@ -10,8 +10,9 @@
 //   4. the header is valid UTF-8 and exactly one JSON object (JSON whitespace around it allowed);
 //      each key but "__metadata__" names a tensor whose value is an object with exactly the keys
 //      "dtype" (a known dtype name), "shape" (array of non-negative integers) and "data_offsets"
-//      (array of exactly two non-negative integers); "__metadata__", if present, is an object of
-//      string -> string (or null);
+//      (array of exactly two non-negative integers), integers written without sign, fraction or
+//      exponent ("-0" is refused, as the reference's serde_json reads it as a float);
+//      "__metadata__", if present, is an object of string -> string (or null);
 //   5. sorted by data_offsets, the tensors tile the data buffer from 0: each begins where the
 //      previous one ended, and END >= BEGIN;
 //   6. product(shape) x bits, with overflow checks, is a multiple of 8 and equals END - BEGIN;

@@ -162,6 +162,19 @@ INSTANTIATE_TEST_SUITE_P(
         BadHeader{"ShapeString", "{" + Entry("a", "F32", "[\"1\"]", 0, 4) + "}", 4, "a"},
         BadHeader{"ShapeNull", "{" + Entry("a", "F32", "[null]", 0, 4) + "}", 4, "a"},
         BadHeader{"ShapeNested", "{" + Entry("a", "F32", "[[1]]", 0, 4) + "}", 4, "a"},
+        // "-0" is valid JSON that simdjson reads as 0, but the reference (serde_json) reads a
+        // float and rejects it (found by fuzz_header).
+        BadHeader{"ShapeNegativeZero", "{" + Entry("a", "U8", "[-0]", 0, 0) + "}", 0, "a"},
+        BadHeader{"ShapeNegativeZeroAfterSpaces",
+                  R"({"a":{"dtype":"U8","shape":[2, 0,  -0 ],"data_offsets":[0,0]}})", 0, "a"},
+        BadHeader{"OffsetsNegativeZeroBegin",
+                  R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[-0,4]}})", 4, "a"},
+        BadHeader{"OffsetsNegativeZeroEnd",
+                  R"({"a":{"dtype":"F32","shape":[0],"data_offsets":[0,-0]}})", 0, "a"},
+        BadHeader{"NegativeZeroInSecondTensor",
+                  "{" + kA + R"(,"b-0":{"dtype":"U8","shape":[0],"data_offsets":[4,4]},)" +
+                      R"("c":{"dtype":"U8","shape":[-0],"data_offsets":[4,4]}})",
+                  4, "c"},
         // An integer of 2^64 or more fails simdjson's parse of the whole text (BIGINT_ERROR),
         // before any entry is read, so no tensor can be named (serde_json in the reference names
         // none either).
@@ -485,6 +498,26 @@ TEST(Header, UnicodeTensorNames) {
   EXPECT_EQ(h.tensors[2].name, "caf\xc3\xa9");  // \u00e9 decoded to UTF-8
   EXPECT_EQ(h.tensors[3].name, "\xf0\x9f\x98\x80");  // a surrogate pair decoded
   EXPECT_EQ(h.tensors[4].name, "quote\"slash/");
+}
+
+TEST(Header, NegativeZeroInsideStringsIsText) {
+  // "-0" in names and metadata, even after '[', ',' or ':', is no number.
+  const std::string json = R"({"__metadata__":{"k":"-0","[-0]":",-0 , :-0"},)" +
+                           Entry("x,-0]", "U8", "[1]", 0, 1) + "," + Entry(":-0", "U8", "[1]", 1, 2) +
+                           "," + Entry("\\\"-0", "U8", "[0]", 2, 2) + "}";
+  Header h = ParseOk(json, 2);
+  ASSERT_EQ(h.tensors.size(), 3u);
+  EXPECT_EQ(h.tensors[0].name, "x,-0]");
+  EXPECT_EQ(h.tensors[2].name, "\"-0");
+  EXPECT_EQ(h.metadata[1].second, ",-0 , :-0");
+  // A negative zero as a fraction or with an exponent is a float, refused like any other.
+  ExpectCorrupt(ParseJson("{" + Entry("a", "U8", "[-0.0]", 0, 0) + "}", 0), "a");
+  ExpectCorrupt(ParseJson("{" + Entry("a", "U8", "[-0e0]", 0, 0) + "}", 0), "a");
+  // Zeros and negative zeros side by side: only the one written "-0" is refused.
+  ExpectCorrupt(ParseJson("{" + Entry("a", "U8", "[0,0]", 0, 0) + "," +
+                              Entry("b", "U8", "[0,-0,0]", 0, 0) + "}",
+                          0),
+                "b");
 }
 
 TEST(Header, LargeIntegersThatFitAreAccepted) {
