@@ -17,6 +17,7 @@
 #include "cli_common.h"
 #include "commands.h"
 #include "progress_bar.h"
+#include "touched_memory.h"
 #include "stload/checkpoint.h"
 #include "stload/loader.h"
 
@@ -31,30 +32,6 @@ struct LoadArgs {
   std::string consumer = "prealloc";
   bool json = false;
   bool no_progress = false;
-};
-
-// Anonymous memory advised for huge pages and touched once, as an engine's parameter buffers are.
-class TouchedMemory {
- public:
-  explicit TouchedMemory(uint64_t size) : size_(size) {
-    if (size_ == 0) return;
-    void* p = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) return;
-    ::madvise(p, size_, MADV_HUGEPAGE);
-    std::memset(p, 0, size_);
-    data_ = static_cast<std::byte*>(p);
-  }
-  ~TouchedMemory() {
-    if (data_) ::munmap(data_, size_);
-  }
-  TouchedMemory(const TouchedMemory&) = delete;
-  TouchedMemory& operator=(const TouchedMemory&) = delete;
-  std::byte* data() const { return data_; }
-  bool ok() const { return size_ == 0 || data_ != nullptr; }
-
- private:
-  std::byte* data_ = nullptr;
-  uint64_t size_;
 };
 
 struct Report {

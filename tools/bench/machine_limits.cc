@@ -1,4 +1,5 @@
 #include "bench/machine_limits.h"
+#include "touched_memory.h"
 
 #include <fcntl.h>
 #include <liburing.h>
@@ -33,28 +34,6 @@ double SecondsSince(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-// Anonymous memory, touched before any clock starts so page faults are not measured.
-class TouchedBuffer {
- public:
-  explicit TouchedBuffer(uint64_t size, bool huge_page_advice = true) : size_(size) {
-    void* p = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) return;
-    if (huge_page_advice) ::madvise(p, size_, MADV_HUGEPAGE);
-    std::memset(p, 1, size_);
-    data_ = static_cast<std::byte*>(p);
-  }
-  ~TouchedBuffer() {
-    if (data_) ::munmap(data_, size_);
-  }
-  TouchedBuffer(const TouchedBuffer&) = delete;
-  TouchedBuffer& operator=(const TouchedBuffer&) = delete;
-  std::byte* data() const { return data_; }
-
- private:
-  uint64_t size_;
-  std::byte* data_ = nullptr;
-};
-
 class Fd {
  public:
   explicit Fd(int fd) : fd_(fd) {}
@@ -68,6 +47,18 @@ class Fd {
  private:
   int fd_;
 };
+
+// Runs work(0) .. work(threads - 1) at once, on this thread and threads - 1 others, and returns
+// the seconds until all have finished.
+template <typename Work>
+double TimeOnThreads(int threads, Work work) {
+  const Clock::time_point start = Clock::now();
+  std::vector<std::thread> pool;
+  for (int t = 1; t < threads; ++t) pool.emplace_back(work, t);
+  work(0);
+  for (std::thread& th : pool) th.join();
+  return SecondsSince(start);
+}
 
 struct Piece {
   uint32_t file;
@@ -105,9 +96,9 @@ Result<double> TimeBufferedRead(std::span<const BenchFile> files, int threads) {
   }
   const std::vector<Piece> pieces = CutIntoPieces(files, threads);
   const uint64_t destination_bytes = DestinationBytes(threads);
-  std::vector<std::unique_ptr<TouchedBuffer>> buffers;
+  std::vector<std::unique_ptr<TouchedMemory>> buffers;
   for (int t = 0; t < threads; ++t) {
-    buffers.push_back(std::make_unique<TouchedBuffer>(destination_bytes));
+    buffers.push_back(std::make_unique<TouchedMemory>(destination_bytes));
     if (!buffers.back()->data()) return ResourceExhaustedError("cannot allocate a read buffer");
   }
 
@@ -136,12 +127,7 @@ Result<double> TimeBufferedRead(std::span<const BenchFile> files, int threads) {
       }
     }
   };
-  const Clock::time_point start = Clock::now();
-  std::vector<std::thread> pool;
-  for (int t = 1; t < threads; ++t) pool.emplace_back(work, t);
-  work(0);
-  for (std::thread& th : pool) th.join();
-  const double seconds = SecondsSince(start);
+  const double seconds = TimeOnThreads(threads, work);
   if (!error.ok()) return error;
   return seconds;
 }
@@ -157,7 +143,7 @@ Result<double> TimeDirectRead(std::span<const BenchFile> files, unsigned queue_d
     ~RingGuard() { io_uring_queue_exit(ring); }
   } guard{&ring};
 
-  TouchedBuffer buffers(static_cast<uint64_t>(queue_depth) * block_bytes);
+  TouchedMemory buffers(static_cast<uint64_t>(queue_depth) * block_bytes);
   if (!buffers.data()) return ResourceExhaustedError("cannot allocate the O_DIRECT buffers");
 
   // Waits for every read still in flight, so the buffers outlive them.
@@ -255,10 +241,10 @@ Result<double> TimeDirectRead(std::span<const BenchFile> files, unsigned queue_d
 }
 
 double MeasureMemcpy(int threads, uint64_t bytes_per_thread) {
-  std::vector<std::unique_ptr<TouchedBuffer>> from, to;
+  std::vector<std::unique_ptr<TouchedMemory>> from, to;
   for (int t = 0; t < threads; ++t) {
-    from.push_back(std::make_unique<TouchedBuffer>(bytes_per_thread));
-    to.push_back(std::make_unique<TouchedBuffer>(bytes_per_thread));
+    from.push_back(std::make_unique<TouchedMemory>(bytes_per_thread));
+    to.push_back(std::make_unique<TouchedMemory>(bytes_per_thread));
     if (!from.back()->data() || !to.back()->data()) return 0;
   }
   constexpr int kRounds = 4;
@@ -267,12 +253,7 @@ double MeasureMemcpy(int threads, uint64_t bytes_per_thread) {
       std::memcpy(to[t]->data(), from[t]->data(), bytes_per_thread);
     }
   };
-  const Clock::time_point start = Clock::now();
-  std::vector<std::thread> pool;
-  for (int t = 1; t < threads; ++t) pool.emplace_back(work, t);
-  work(0);
-  for (std::thread& th : pool) th.join();
-  const double seconds = SecondsSince(start);
+  const double seconds = TimeOnThreads(threads, work);
   return static_cast<double>(bytes_per_thread) * kRounds * threads / seconds / 1e9;
 }
 
@@ -285,13 +266,8 @@ double MeasureFreshTouch(uint64_t bytes, bool huge_page_advice, int threads) {
     const uint64_t begin = std::min(bytes, slice * static_cast<uint64_t>(t));
     std::memset(base + begin, 1, std::min(bytes, begin + slice) - begin);
   };
-  const Clock::time_point start = Clock::now();
   if (huge_page_advice) ::madvise(p, bytes, MADV_HUGEPAGE);
-  std::vector<std::thread> pool;
-  for (int t = 1; t < threads; ++t) pool.emplace_back(touch, t);
-  touch(0);
-  for (std::thread& th : pool) th.join();
-  const double seconds = SecondsSince(start);
+  const double seconds = TimeOnThreads(threads, touch);
   ::munmap(p, bytes);
   return static_cast<double>(bytes) / seconds / 1e9;
 }
