@@ -1,5 +1,6 @@
-// Fuzz target: a whole safetensors file, given as bytes, written to a temporary file, opened as a
-// checkpoint and loaded through the real read paths: the streaming Loader and LoadInto, over
+// Fuzz target: a whole safetensors file, given as bytes (as is, or built from a header's text and
+// data: see MakeFile), written to a temporary file, opened as a checkpoint and loaded through the
+// real read paths: the streaming Loader and LoadInto, over
 // pread, mmap, O_DIRECT (which falls back to pread where the filesystem refuses it) and io_uring,
 // with small chunks, 1 or 2 threads, every delivery order and tiny memory limits. Which
 // configuration each input gets is derived from a hash of its bytes, so a crash reproduces.
@@ -223,10 +224,56 @@ void RunLoadInto(const Checkpoint& ckpt, const LoadConfig& config, uint32_t stri
   CheckReadPath(config, stats, what);
 }
 
+// The file an input stands for. The first byte picks the form of the rest:
+//   odd:  the rest is the file, as is;
+//   even: the rest is a header's JSON text, a NUL, then data. The 8-byte length is written for
+//         the text, and the data is cut or extended (with a fixed pattern) to the largest END of
+//         the header's data_offsets, so that a mutation of the JSON that keeps the offsets tiling
+//         still gives a valid checkpoint that gets loaded. (Raw NUL is never valid JSON.)
+std::vector<uint8_t> MakeFile(const uint8_t* data, size_t size) {
+  if (size == 0) return {};
+  if (data[0] & 1) return std::vector<uint8_t>(data + 1, data + size);
+  const uint8_t* rest = data + 1;
+  const size_t rest_size = size - 1;
+  const uint8_t* nul = static_cast<const uint8_t*>(std::memchr(rest, 0, rest_size));
+  const size_t text_size = nul ? static_cast<size_t>(nul - rest) : rest_size;
+  std::vector<uint8_t> file(8);
+  for (int i = 0; i < 8; ++i) {
+    file[i] = static_cast<uint8_t>((uint64_t{text_size} >> (8 * i)) & 0xff);
+  }
+  file.insert(file.end(), rest, rest + text_size);
+  std::vector<uint8_t> payload;
+  if (nul) payload.assign(nul + 1, rest + rest_size);
+  // The largest END, read leniently with the reference's JSON parser; none if it does not parse.
+  const stload::fuzz::JsonParse parsed = stload::fuzz::ParseJson(
+      std::string_view(reinterpret_cast<const char*>(rest), text_size));
+  if (parsed.verdict != stload::fuzz::Verdict::kInvalid && parsed.value.is_object()) {
+    uint64_t end = 0;
+    for (const auto& [key, value] : parsed.value.items()) {
+      if (!value.is_object() || !value.contains("data_offsets")) continue;
+      const auto& offsets = value["data_offsets"];
+      if (offsets.is_array() && offsets.size() == 2 && offsets[1].is_number_unsigned()) {
+        end = std::max(end, offsets[1].get<uint64_t>());
+      }
+    }
+    constexpr uint64_t kMaxData = 1 << 20;  // a mutated offset must not ask for gigabytes
+    if (end <= kMaxData) {
+      const size_t have = payload.size();
+      payload.resize(end);
+      for (size_t i = have; i < end; ++i) payload[i] = static_cast<uint8_t>(i * 131 + 17);
+    }
+  }
+  file.insert(file.end(), payload.begin(), payload.end());
+  return file;
+}
+
 }  // namespace
 
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* input, size_t input_size) {
   static FuzzFile file;
+  const std::vector<uint8_t> bytes = MakeFile(input, input_size);
+  const uint8_t* data = bytes.data();
+  const size_t size = bytes.size();
   file.Write(data, size);
   ++file.inputs;
   Result<Checkpoint> ckpt = Checkpoint::Open(file.path);
@@ -253,7 +300,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   ++file.loaded;
   file.tensors += tensors.size();
-  Choices choices(data, size);
+  Choices choices(input, input_size);
   const LoadConfig stream_config = MakeConfig(choices);
   const bool keep = choices.Pick(2) == 1;
   const LoadConfig into_config = MakeConfig(choices);

@@ -3,8 +3,9 @@
 
     scripts/make-fuzz-corpus.py OUT_DIR
 
-OUT_DIR/header/ and OUT_DIR/load/ get safetensors files (valid ones of every dtype and shape
-kind, and near misses of each rule); OUT_DIR/index/ gets model.safetensors.index.json texts for
+OUT_DIR/header/ gets safetensors files (valid ones of every dtype and shape kind, tensors across
+4 KiB chunk boundaries, and near misses of each rule), OUT_DIR/load/ the same files in
+fuzz_load's two input forms (see load_forms); OUT_DIR/index/ gets model.safetensors.index.json texts for
 the fuzzing directory of fuzz/fuzz_index.cc (shards a.safetensors: x, y; b.safetensors: z).
 Deterministic: the same files every run.
 """
@@ -152,23 +153,38 @@ def index_seeds():
     return seeds
 
 
+def load_forms(data):
+    """fuzz_load's two input forms of one file: b"\\x01" + the file as is, and b"\\x00" + the
+    header's text + NUL + the data (the target writes the length and fits the data to the
+    header)."""
+    forms = {"raw": b"\x01" + data}
+    if len(data) >= 8:
+        n = struct.unpack("<Q", data[:8])[0]
+        text, rest = data[8:8 + n], data[8 + n:]
+        if 8 + n <= len(data) and b"\0" not in text:
+            forms["split"] = b"\x00" + text + b"\x00" + rest
+    return forms
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit("usage: make-fuzz-corpus.py OUT_DIR")
     out = sys.argv[1]
-    for target, seeds in (("header", header_seeds()), ("load", load_seeds()), ("index", index_seeds())):
+    def write(target, name, data):
         d = os.path.join(out, target)
         os.makedirs(d, exist_ok=True)
-        for name, data in seeds.items():
-            with open(os.path.join(d, "seed_" + name), "wb") as f:
-                f.write(data)
-    # The load seeds are valid headers too, and the other way round.
-    for name, data in load_seeds().items():
-        with open(os.path.join(out, "header", "seed_load_" + name), "wb") as f:
+        with open(os.path.join(d, "seed_" + name), "wb") as f:
             f.write(data)
-    for name, data in header_seeds().items():
-        with open(os.path.join(out, "load", "seed_header_" + name), "wb") as f:
-            f.write(data)
+
+    for name, data in index_seeds().items():
+        write("index", name, data)
+    # Every file goes to both header and load (in both of fuzz_load's input forms).
+    files = dict(header_seeds())
+    files.update({"load_" + k: v for k, v in load_seeds().items()})
+    for name, data in files.items():
+        write("header", name, data)
+        for form, input_bytes in load_forms(data).items():
+            write("load", name + "_" + form, input_bytes)
 
 
 if __name__ == "__main__":
