@@ -347,6 +347,15 @@ class Bench {
                                           "raw buffered read, " + all, read_gbps(all_threads)));
       STLOAD_RETURN_IF_ERROR(MeasureLimit(limits, cold, "direct_read",
                                           "raw O_DIRECT read, queue depth 16", direct_gbps));
+      if (files_.size() > 1 && cpus_ > 1) {
+        STLOAD_RETURN_IF_ERROR(MeasureLimit(
+            limits, cold, "direct_read_all", "raw O_DIRECT read, " + all + ", depth 16 each",
+            [&]() -> Result<double> {
+              STLOAD_ASSIGN_OR_RETURN(double seconds,
+                                      bench::TimeParallelDirectRead(files_, cpus_, 16, 4u << 20));
+              return bytes / seconds / 1e9;
+            }));
+      }
       AddBest(limits, "", "raw_read", "best raw read");
     }
     PrintLimits(std::string(cold ? "COLD" : "WARM") + " cache: the files' limits, measured now",

@@ -240,6 +240,22 @@ Result<double> TimeDirectRead(std::span<const BenchFile> files, unsigned queue_d
   return SecondsSince(start);
 }
 
+Result<double> TimeParallelDirectRead(std::span<const BenchFile> files, int threads,
+                                      unsigned queue_depth, uint32_t block_bytes) {
+  threads = std::max(1, std::min<int>(threads, static_cast<int>(files.size())));
+  std::vector<std::vector<BenchFile>> shares(static_cast<size_t>(threads));
+  for (size_t i = 0; i < files.size(); ++i) shares[i % shares.size()].push_back(files[i]);
+  std::vector<Status> errors(shares.size());
+  const double seconds = TimeOnThreads(threads, [&](int t) {
+    Result<double> r = TimeDirectRead(shares[static_cast<size_t>(t)], queue_depth, block_bytes);
+    if (!r.ok()) errors[static_cast<size_t>(t)] = r.status();
+  });
+  for (const Status& e : errors) {
+    if (!e.ok()) return e;
+  }
+  return seconds;
+}
+
 double MeasureMemcpy(int threads, uint64_t bytes_per_thread) {
   std::vector<std::unique_ptr<TouchedMemory>> from, to;
   for (int t = 0; t < threads; ++t) {

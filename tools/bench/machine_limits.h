@@ -33,6 +33,11 @@ Result<double> TimeBufferedRead(std::span<const BenchFile> files, int threads);
 Result<double> TimeDirectRead(std::span<const BenchFile> files, unsigned queue_depth,
                               uint32_t block_bytes);
 
+// TimeDirectRead on `threads` threads at once, each with its own ring, the files dealt out among
+// them round-robin (so it helps only with several files): the device's read with more in flight.
+Result<double> TimeParallelDirectRead(std::span<const BenchFile> files, int threads,
+                                      unsigned queue_depth, uint32_t block_bytes);
+
 // memcpy between pre-touched buffers of `bytes_per_thread` bytes on `threads` threads: GB/s.
 double MeasureMemcpy(int threads, uint64_t bytes_per_thread);
 
