@@ -1,7 +1,8 @@
 // Reference readers for the fuzz targets' oracles: the safetensors header and the shard index,
-// written again from the project's FORMAT.md (shared/, beside the checkout) (and the reference implementation's behaviour, noted
-// where it matters) on top of a second JSON parser, nlohmann::json, so that a disagreement with
-// stload's simdjson-based parser is a finding rather than a shared mistake.
+// written again from the project's FORMAT.md (in shared/, beside the checkout) and the reference
+// implementation's behaviour (noted where it matters), on top of a second JSON parser,
+// nlohmann::json, so that a disagreement with stload's simdjson-based parser is a finding rather
+// than a shared mistake.
 #pragma once
 
 #include <nlohmann/json.hpp>
