@@ -32,6 +32,7 @@
 #include "load/read_plan.h"
 #include "stload/checkpoint.h"
 #include "stload/dtype.h"
+#include "support/load_runner.h"
 #include "support/read_paths.h"
 #include "support/test_files.h"
 #include "synth/synthetic_checkpoint.h"
@@ -41,6 +42,7 @@ namespace {
 
 using test::IsDirect;
 using test::IsUring;
+using test::WriteIndex;
 using test::kAllPaths;
 using test::MakeConfig;
 using test::Path;
@@ -115,16 +117,6 @@ void WriteSafetensors(const std::string& path, const std::vector<TensorSpec>& te
   if (std::fclose(f) != 0 || !ok) throw std::runtime_error("cannot write " + path);
 }
 
-void WriteIndex(const std::string& dir,
-                const std::vector<std::pair<std::string, std::string>>& weight_map) {
-  std::string text = "{\"metadata\": {}, \"weight_map\": {";
-  for (size_t i = 0; i < weight_map.size(); ++i) {
-    if (i) text += ", ";
-    text += "\"" + weight_map[i].first + "\": \"" + weight_map[i].second + "\"";
-  }
-  text += "}}\n";
-  test::WriteFile(dir + "/model.safetensors.index.json", text);
-}
 
 Checkpoint OpenCheckpoint(const std::string& path) {
   Result<Checkpoint> c = Checkpoint::Open(path);

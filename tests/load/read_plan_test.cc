@@ -15,6 +15,7 @@
 
 #include "load/natural_order.h"
 #include "stload/checkpoint.h"
+#include "support/load_runner.h"
 #include "support/test_files.h"
 #include "synth/synthetic_checkpoint.h"
 
@@ -37,17 +38,6 @@ void WriteShard(const std::string& path, const std::vector<TensorSpec>& tensors)
   test::WriteFile(path, bytes);
 }
 
-// Writes model.safetensors.index.json with this weight_map, in this order.
-void WriteIndex(const test::TempDir& dir,
-                const std::vector<std::pair<std::string, std::string>>& weight_map) {
-  std::string text = "{\"metadata\": {}, \"weight_map\": {";
-  for (size_t i = 0; i < weight_map.size(); ++i) {
-    if (i) text += ", ";
-    text += "\"" + weight_map[i].first + "\": \"" + weight_map[i].second + "\"";
-  }
-  text += "}}\n";
-  test::WriteFile(dir.File("model.safetensors.index.json"), text);
-}
 
 Checkpoint OpenOrDie(const std::string& path) {
   Result<Checkpoint> c = Checkpoint::Open(path);
@@ -181,7 +171,7 @@ TEST(PlanReads, BlocksNeverSpanShards) {
   WriteShard(dir.File(s1), {U8("a.0", 64), U8("a.1", 64), U8("a.2", 64)});
   WriteShard(dir.File(s2), {U8("b.0", 64), U8("b.1", 64), U8("b.2", 64)});
   // The index interleaves the shards.
-  WriteIndex(dir, {{"a.0", s1}, {"b.0", s2}, {"a.1", s1}, {"a.2", s1}, {"b.1", s2}, {"b.2", s2}});
+  test::WriteIndex(dir.path(), {{"a.0", s1}, {"b.0", s2}, {"a.1", s1}, {"a.2", s1}, {"b.1", s2}, {"b.2", s2}});
   const Checkpoint ckpt = OpenOrDie(dir.path());
 
   const ReadPlan by_file = PlanReads(ckpt, LoadOrder::kFile, kMiB);
@@ -248,7 +238,7 @@ std::vector<std::string> ShuffleIndex(const test::TempDir& dir, uint32_t seed) {
   }
   std::mt19937 rng(seed);
   std::shuffle(weight_map.begin(), weight_map.end(), rng);
-  WriteIndex(dir, weight_map);
+  test::WriteIndex(dir.path(), weight_map);
   std::vector<std::string> names;
   for (const auto& [name, file] : weight_map) names.push_back(name);
   return names;
