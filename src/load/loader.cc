@@ -41,10 +41,10 @@ uint64_t AlignDown(uint64_t n, uint64_t a) { return n / a * a; }
 
 // The arena never needs to be larger than the checkpoint (plus O_DIRECT's aligned edges), and the
 // mmap path reads into the page cache, not into buffers.
-// Four chunks per reader thread (at least 64 MiB) in flight keep the readers busy while the
+// Two chunks per reader thread (at least 64 MiB) in flight keep the readers busy while the
 // consumer works; reading further ahead only costs memory (README, "Measured").
 uint64_t ReadaheadBytes(const LoadConfig& config, int threads) {
-  return std::max<uint64_t>(64ull << 20, 4 * static_cast<uint64_t>(std::max(threads, 1)) * config.chunk_bytes);
+  return std::max<uint64_t>(64ull << 20, 2 * static_cast<uint64_t>(std::max(threads, 1)) * config.chunk_bytes);
 }
 
 uint64_t ArenaBytes(ReadPath path, const LoadConfig& config, const Checkpoint& checkpoint) {
