@@ -33,12 +33,15 @@ struct Entry {
 
 using ShapeSpan = std::span<const uint64_t>;
 
+// Error messages stay one readable line: a crafted shape may have tens of millions of dimensions.
 std::string ShapeString(ShapeSpan shape) {
+  constexpr size_t kShown = 8;
   std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) {
+  for (size_t i = 0; i < std::min(shape.size(), kShown); ++i) {
     if (i) s += ", ";
     s += std::to_string(shape[i]);
   }
+  if (shape.size() > kShown) s += ", ... (" + std::to_string(shape.size()) + " dimensions)";
   return s + "]";
 }
 

@@ -277,6 +277,19 @@ TEST(Header, TrailingBytesErrorPointsAtTheFirstExtraByte) {
   EXPECT_EQ(*h.status().context().offset, 8 + json.size() + 4);
 }
 
+TEST(Header, ErrorAboutAHighRankShapeStaysShort) {
+  // 10,000 dimensions of 2 overflow 64 bits; the message shows the first few and the rank.
+  std::string shape = "[2";
+  for (int i = 1; i < 10000; ++i) shape += ",2";
+  shape += "]";
+  Result<Header> h = ParseJson("{" + Entry("a", "U8", shape, 0, 1) + "}", 1);
+  ExpectCorrupt(h, "a");
+  const std::string message = h.status().ToString();
+  EXPECT_NE(message.find("[2, 2, 2, 2, 2, 2, 2, 2, ... (10000 dimensions)]"), std::string::npos)
+      << message;
+  EXPECT_LT(message.size(), 300u) << message;
+}
+
 TEST(Header, FirstErrorInOffsetOrderIsReported) {
   // Both b (gap) and c (size mismatch) are wrong; sorted by offset, b comes first.
   const std::string json = "{" + Entry("c", "F32", "[5]", 12, 16) + "," + kA + "," +
