@@ -7,6 +7,8 @@ namespace {
 
 constexpr uint64_t kHugePage = 2ull << 20;
 
+}  // namespace
+
 std::byte* MapAnonymous(uint64_t size) {
   void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -14,8 +16,6 @@ std::byte* MapAnonymous(uint64_t size) {
   if (size >= kHugePage) ::madvise(p, size, MADV_HUGEPAGE);
   return static_cast<std::byte*>(p);
 }
-
-}  // namespace
 
 BufferPool::BufferPool(uint64_t arena_bytes, uint64_t granule) : granule_(granule) {
   arena_bytes_ = RoundUp(arena_bytes);

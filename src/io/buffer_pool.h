@@ -19,6 +19,10 @@
 
 namespace stload::io {
 
+// Fresh anonymous memory of `size` bytes, advised for huge pages when at least one fits; null
+// when out of memory. Free it with munmap(p, size).
+std::byte* MapAnonymous(uint64_t size);
+
 struct Buffer {
   std::byte* data = nullptr;
   uint64_t capacity = 0;

@@ -13,6 +13,7 @@
 #include <system_error>
 #include <thread>
 
+#include "io/buffer_pool.h"
 #include "load/read_plan.h"
 #include "load/shard_io.h"
 #include "load/worker_count.h"
@@ -35,11 +36,7 @@ struct IntoChunk {
 // and 1.8 s into huge pages.
 class BounceBuffer {
  public:
-  explicit BounceBuffer(uint64_t size) : size_(size) {
-    void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    data_ = p == MAP_FAILED ? nullptr : static_cast<std::byte*>(p);
-    if (data_) ::madvise(data_, size_, MADV_HUGEPAGE);
-  }
+  explicit BounceBuffer(uint64_t size) : data_(io::MapAnonymous(size)), size_(size) {}
   ~BounceBuffer() {
     if (data_) ::munmap(data_, size_);
   }
