@@ -45,8 +45,15 @@ std::string ShapeString(ShapeSpan shape) {
   return s + "]";
 }
 
+// Appends rather than `"[" + std::to_string(...)`: GCC 12 at -O3 warns (-Wrestrict, a false
+// positive, GCC bug 105329) on operator+(const char*, std::string&&).
 std::string RangeString(uint64_t begin, uint64_t end) {
-  return "[" + std::to_string(begin) + ", " + std::to_string(end) + ")";
+  std::string s = "[";
+  s += std::to_string(begin);
+  s += ", ";
+  s += std::to_string(end);
+  s += ")";
+  return s;
 }
 
 Status TensorError(std::string_view tensor, std::string reason) {

@@ -481,8 +481,8 @@ TEST(Header, FiveThousandTensors) {
   std::string json = "{";
   for (int i = kCount - 1; i >= 0; --i) {
     if (i != kCount - 1) json += ",";
-    json += Entry("layer." + std::to_string(i), "F16", "[" + std::to_string(i % 7) + "]", begin[i],
-                  begin[i + 1]);
+    json += Entry(std::string("layer.").append(std::to_string(i)), "F16",
+                  std::string("[").append(std::to_string(i % 7)).append("]"), begin[i], begin[i + 1]);
   }
   json += "}";
   Header h = ParseOk(json, begin[kCount]);

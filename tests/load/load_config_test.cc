@@ -113,7 +113,7 @@ TEST_P(RejectsBadConfig, AsInvalidArgumentNamingTheKey) {
   ASSERT_FALSE(config.ok()) << c.json;
   EXPECT_EQ(config.status().code(), ErrorCode::kInvalidArgument) << config.status().ToString();
   if (!c.key.empty()) {
-    EXPECT_NE(config.status().reason().find("'" + std::string(c.key) + "'"), std::string::npos)
+    EXPECT_NE(config.status().reason().find(std::string("'").append(c.key).append("'")), std::string::npos)
         << config.status().reason();
   }
 }

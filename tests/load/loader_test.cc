@@ -82,7 +82,7 @@ std::string SerializeHeader(const std::vector<TensorSpec>& tensors) {
   for (const TensorSpec& t : tensors) {
     if (json.size() > 1) json += ",";
     json += "\"" + t.name + "\":{\"dtype\":\"" + std::string(DTypeName(t.dtype)) + "\",\"shape\":[";
-    for (size_t i = 0; i < t.shape.size(); ++i) json += (i ? "," : "") + std::to_string(t.shape[i]);
+    for (size_t i = 0; i < t.shape.size(); ++i) json.append(i ? "," : "").append(std::to_string(t.shape[i]));
     const uint64_t size = synth::SpecBytes(t);
     json += "],\"data_offsets\":[" + std::to_string(offset) + "," + std::to_string(offset + size) + "]}";
     offset += size;

@@ -118,7 +118,7 @@ void ExpectConsistentPlan(const Checkpoint& ckpt, LoadOrder order, uint64_t grou
 TEST(PlanReads, GroupsConsecutiveSmallTensorsUpToGroupBytes) {
   test::TempDir dir;
   std::vector<TensorSpec> specs;
-  for (int i = 0; i < 10; ++i) specs.push_back(U8("t" + std::to_string(i), 1000));
+  for (int i = 0; i < 10; ++i) specs.push_back(U8(std::string("t").append(std::to_string(i)), 1000));
   WriteShard(dir.File("model.safetensors"), specs);
   const Checkpoint ckpt = OpenOrDie(dir.File("model.safetensors"));
   const uint64_t data_start = ckpt.shards()[0].data_start;
