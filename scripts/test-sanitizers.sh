@@ -14,7 +14,7 @@ echo "== every test under AddressSanitizer + UndefinedBehaviorSanitizer"
 # cores. Without NDEBUG, with libstdc++'s assertions (bounds checks in operator[], front(), ...).
 asan_flags="-O1 -g1 -D_GLIBCXX_ASSERTIONS -fsanitize=address,undefined"
 asan_flags+=" -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
-cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Sanitize -DSTLOAD_PYTHON=OFF \
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Sanitize -DSTLOAD_BUILD_PYTHON=OFF -DSTLOAD_BUILD_FUZZERS=OFF -DSTLOAD_BUILD_BENCHMARKS=OFF -DSTLOAD_WERROR=ON \
   -DCMAKE_CXX_FLAGS="$asan_flags" -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" \
   >/dev/null
 cmake --build build-asan -j "$jobs" --target tests/all
@@ -26,7 +26,7 @@ echo "-- ASan+UBSan: build $((built - start)) s, tests $((SECONDS - built)) s"
 
 echo "== threaded tests under ThreadSanitizer"
 tsan_start=$SECONDS
-cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTLOAD_PYTHON=OFF \
+cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTLOAD_BUILD_PYTHON=OFF -DSTLOAD_BUILD_FUZZERS=OFF -DSTLOAD_BUILD_BENCHMARKS=OFF -DSTLOAD_WERROR=ON \
   -DCMAKE_CXX_FLAGS="-fsanitize=thread" -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=thread" >/dev/null
 cmake --build build-tsan -j "$jobs" --target stload_loader_tests stload_hardening_tests
 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \

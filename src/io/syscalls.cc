@@ -1,11 +1,14 @@
 #include "io/syscalls.h"
 
 #include <fcntl.h>
+#if STLOAD_WITH_IO_URING
 #include <liburing.h>
+#endif
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 
 namespace stload::io {
 namespace {
@@ -39,6 +42,7 @@ int Syscalls::Madvise(void* addr, size_t length, int advice) {
   return ::madvise(addr, length, advice);
 }
 
+#if STLOAD_WITH_IO_URING
 int Syscalls::UringQueueInit(unsigned entries, struct io_uring* ring, unsigned flags) {
   return io_uring_queue_init(entries, ring, flags);
 }
@@ -46,6 +50,11 @@ int Syscalls::UringQueueInit(unsigned entries, struct io_uring* ring, unsigned f
 int Syscalls::UringSubmitAndWait(struct io_uring* ring, unsigned wait_nr) {
   return io_uring_submit_and_wait(ring, wait_nr);
 }
+#else
+int Syscalls::UringQueueInit(unsigned, struct io_uring*, unsigned) { return -ENOSYS; }
+
+int Syscalls::UringSubmitAndWait(struct io_uring*, unsigned) { return -ENOSYS; }
+#endif
 
 int Syscalls::UringReadResult(int, uint64_t, uint64_t, int res) { return res; }
 

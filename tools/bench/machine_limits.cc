@@ -2,7 +2,9 @@
 #include "touched_memory.h"
 
 #include <fcntl.h>
+#if STLOAD_WITH_IO_URING
 #include <liburing.h>
+#endif
 #include <sched.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -132,6 +134,11 @@ Result<double> TimeBufferedRead(std::span<const BenchFile> files, int threads) {
   return seconds;
 }
 
+#if !STLOAD_WITH_IO_URING
+Result<double> TimeDirectRead(std::span<const BenchFile>, unsigned, uint32_t) {
+  return UnsupportedError("io_uring is not available: stload was built without liburing");
+}
+#else
 Result<double> TimeDirectRead(std::span<const BenchFile> files, unsigned queue_depth,
                               uint32_t block_bytes) {
   io_uring ring;
@@ -239,6 +246,7 @@ Result<double> TimeDirectRead(std::span<const BenchFile> files, unsigned queue_d
   }
   return SecondsSince(start);
 }
+#endif  // STLOAD_WITH_IO_URING
 
 Result<double> TimeParallelDirectRead(std::span<const BenchFile> files, int threads,
                                       unsigned queue_depth, uint32_t block_bytes) {
