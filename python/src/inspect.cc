@@ -36,7 +36,9 @@ py::dict Inspect(py::handle path_arg) {
     tensors.append(entry);
   }
   py::dict metadata;
-  for (const auto& [key, value] : ckpt.metadata()) metadata[TextToPython(key)] = TextToPython(value);
+  for (const auto& [key, value] : ckpt.metadata()) {
+    metadata[TextToPython(key)] = TextToPython(value);
+  }
   py::dict out;
   out["tensors"] = tensors;
   out["metadata"] = metadata;

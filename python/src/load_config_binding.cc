@@ -41,8 +41,7 @@ T ParseKey(const char* key, const py::object& value, T LoadConfig::*field) {
 
 // A read-write attribute for a LoadConfig field, set through ParseKey.
 template <typename T>
-void DefKey(py::class_<PyLoadConfig>& cls, const char* key, T LoadConfig::*field,
-            const char* doc) {
+void DefKey(py::class_<PyLoadConfig>& cls, const char* key, T LoadConfig::*field, const char* doc) {
   cls.def_property(
       key, [field](const PyLoadConfig& c) { return c.*field; },
       [key, field](PyLoadConfig& c, const py::object& value) {
