@@ -2,6 +2,7 @@
 
 #include <optional>
 
+#include "paths.h"
 #include "status_error.h"
 #include "stload/checkpoint.h"
 
@@ -9,7 +10,8 @@ namespace py = pybind11;
 
 namespace stload::python {
 
-py::dict Inspect(const std::string& path) {
+py::dict Inspect(py::handle path_arg) {
+  const std::string path = PathFromPython(path_arg);
   std::optional<Result<Checkpoint>> opened;
   {
     py::gil_scoped_release release;
@@ -21,12 +23,12 @@ py::dict Inspect(const std::string& path) {
   py::list tensors;
   for (const TensorInfo& t : ckpt.tensors()) {
     py::dict entry;
-    entry["name"] = t.name;
+    entry["name"] = TextToPython(t.name);
     entry["dtype"] = std::string(DTypeName(t.dtype));
     py::list shape;
     for (uint64_t dim : t.shape) shape.append(dim);
     entry["shape"] = shape;
-    entry["file"] = ckpt.shards()[t.shard].file_name;
+    entry["file"] = PathToPython(ckpt.shards()[t.shard].file_name);  // os.fsdecode
     py::list offsets;
     offsets.append(t.begin);
     offsets.append(t.end);
@@ -34,7 +36,9 @@ py::dict Inspect(const std::string& path) {
     tensors.append(entry);
   }
   py::dict metadata;
-  for (const auto& [key, value] : ckpt.metadata()) metadata[py::str(key)] = value;
+  for (const auto& [key, value] : ckpt.metadata()) {
+    metadata[TextToPython(key)] = TextToPython(value);
+  }
   py::dict out;
   out["tensors"] = tensors;
   out["metadata"] = metadata;

@@ -2,6 +2,8 @@
 
 #include <pybind11/pybind11.h>
 
+#include "paths.h"
+
 namespace py = pybind11;
 
 namespace stload::python {
@@ -14,10 +16,14 @@ void ThrowStatus(const Status& status) {
   // The classes live in Python (stload/_errors.py): multiple inheritance from OSError or
   // ValueError is plain there and awkward through the C API.
   py::object make = py::module_::import("stload._errors").attr("_from_status");
-  py::object error = make(ErrorCodeName(status.code()), status.ToString(), status.reason(),
-                          or_none(!where.path.empty(), where.path),
-                          or_none(where.offset.has_value(), where.offset.value_or(0)),
-                          or_none(!where.tensor.empty(), where.tensor),
+  // The path round-trips (os.fsdecode: a file name that is not UTF-8 keeps its bytes as surrogate
+  // escapes, and open(error.path) opens it); the message is text for people, with such bytes
+  // shown as \xNN.
+  py::object path = where.path.empty() ? py::object(py::none()) : PathToPython(where.path);
+  py::object tensor = where.tensor.empty() ? py::object(py::none()) : TextToPython(where.tensor);
+  py::object error = make(ErrorCodeName(status.code()), TextToPython(status.ToString()),
+                          TextToPython(status.reason()), path,
+                          or_none(where.offset.has_value(), where.offset.value_or(0)), tensor,
                           or_none(where.sys_errno != 0, where.sys_errno));
   PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(error.ptr())), error.ptr());
   throw py::error_already_set();

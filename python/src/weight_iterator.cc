@@ -7,6 +7,7 @@
 #include <span>
 #include <utility>
 
+#include "paths.h"
 #include "status_error.h"
 #include "weight_value.h"
 
@@ -128,7 +129,9 @@ py::dict WeightIterator::Stats() {
   out["bytes_read"] = stats.bytes_read;
   out["peak_held_bytes"] = stats.peak_held_bytes;
   out["fresh_bytes"] = stats.fresh_bytes;
-  out["warnings"] = stats.warnings;
+  py::list warnings;  // text for people; a file name in one may not be UTF-8
+  for (const std::string& w : stats.warnings) warnings.append(TextToPython(w));
+  out["warnings"] = warnings;
   out["checkpoints"] = checkpoints_.size();
   return out;
 }
@@ -218,7 +221,9 @@ LoadStats WeightIterator::MergedStatsLocked() const {
 
 void WeightIterator::EmitWarnings(std::vector<std::string>& warnings) {
   for (size_t i = 0; i < warnings.size(); ++i) {
-    if (PyErr_WarnEx(PyExc_RuntimeWarning, ("stload: " + warnings[i]).c_str(), 1) != 0) {
+    // DisplayUtf8: a warning can name a file whose name is not UTF-8.
+    if (PyErr_WarnEx(PyExc_RuntimeWarning, DisplayUtf8("stload: " + warnings[i]).c_str(), 1) !=
+        0) {
       warnings.erase(warnings.begin(), warnings.begin() + static_cast<ptrdiff_t>(i) + 1);
       throw py::error_already_set();  // warnings turned into errors
     }
@@ -249,15 +254,15 @@ What the loading did so far: {"read_path": "pread"|"mmap"|"direct", "io_uring": 
 for an empty list of files, which yields nothing)}.)doc");
   m.def(
       "open_model",
-      [](const std::string& path, const PyLoadConfig& config) {
-        return WeightIterator::OpenModel(path, config);
+      [](py::handle path, const PyLoadConfig& config) {
+        return WeightIterator::OpenModel(PathFromPython(path), config);  // str, bytes, PathLike
       },
       py::arg("path"), py::arg("config"),
       "A WeightIterator over a .safetensors file, a directory or an index.");
   m.def(
       "open_files",
-      [](const std::vector<std::string>& files, const PyLoadConfig& config) {
-        return WeightIterator::OpenFiles(files, config);
+      [](py::handle files, const PyLoadConfig& config) {
+        return WeightIterator::OpenFiles(PathsFromPython(files), config);
       },
       py::arg("files"), py::arg("config"),
       "A WeightIterator over .safetensors files, opened as one checkpoint in list order.");

@@ -24,7 +24,10 @@ LoadConfig = _stload.LoadConfig
 Tensor = _stload.Tensor
 WeightIterator = _stload.WeightIterator
 
-PathLike = Union[str, "os.PathLike[str]"]
+# What open() takes: str (encoded as os.fsencode does, surrogate escapes included), bytes or an
+# os.PathLike of either. A NUL in a path is a ValueError (stload.InvalidArgumentError); paths
+# that come back (Error.path, inspect's "file") are os.fsdecode'd, so they round-trip.
+PathLike = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 
 # load_file keeps every weight, so reading ahead must not wait for weights to be released: unless
 # the config gives a memory_limit, it has none (UINT64_MAX / 2, as `stload load --consumer keep`).
@@ -42,10 +45,10 @@ def _as_config(load_config: Union[None, Mapping, LoadConfig]) -> LoadConfig:
                     f"None, not {type(load_config).__name__}")
 
 
-def _as_paths(files: Union[PathLike, Iterable[PathLike]]) -> list[str]:
-    if isinstance(files, (str, os.PathLike)):
-        return [os.fspath(files)]  # one file, not the characters of its name
-    return [os.fspath(f) for f in files]
+def _as_paths(files: Union[PathLike, Iterable[PathLike]]) -> list[PathLike]:
+    if isinstance(files, (str, bytes, os.PathLike)):
+        return [files]  # one file, not the characters (or bytes) of its name
+    return list(files)  # the extension converts each as open() does
 
 
 def get_weight_iterator(model_path: PathLike,
@@ -54,7 +57,7 @@ def get_weight_iterator(model_path: PathLike,
 
     Args:
         model_path: a ``.safetensors`` file, a directory of shards, or a
-            ``model.safetensors.index.json``.
+            ``model.safetensors.index.json``: str, bytes or os.PathLike, as ``open()`` takes.
         load_config: the ``model_loader_extra_config`` dict (``enable_multithread_load``,
             ``num_threads``, ``disable_mmap``, and stload's keys ``direct_io``, ``io_uring``,
             ``uring_depth``, ``chunk_bytes``, ``memory_limit``, ``order``), a
@@ -62,9 +65,10 @@ def get_weight_iterator(model_path: PathLike,
 
     Every header is read and validated before this returns. Raises :class:`stload.Error`
     (a missing file is a ``FileNotFoundError``, a corrupt one a ``ValueError``, a bad config key
-    a ``ValueError`` naming the key); a read error is raised by ``next()``.
+    a ``ValueError`` naming the key, a NUL in the path a ``ValueError``); a read error is raised
+    by ``next()``. A path of another type is a ``TypeError``, as in ``open()``.
     """
-    return _stload.open_model(os.fspath(model_path), _as_config(load_config))
+    return _stload.open_model(model_path, _as_config(load_config))
 
 
 def safetensors_weights_iterator(files: Iterable[PathLike]) -> WeightIterator:
@@ -125,7 +129,7 @@ def load_file(path: PathLike,
         if config is load_config:  # the caller's LoadConfig: change a copy
             config = LoadConfig(**config.to_dict())
         config.memory_limit = _UNLIMITED
-    with _stload.open_model(os.fspath(path), config) as weights:
+    with _stload.open_model(path, config) as weights:
         return dict(weights)
 
 
@@ -172,6 +176,7 @@ def inspect(path: PathLike) -> dict:
 
     Returns what ``stload inspect --json`` prints: ``{"tensors": [{"name", "dtype", "shape",
     "file", "data_offsets": [begin, end]}, ...] (file order), "metadata": {...},
-    "total_bytes": int}``.
+    "total_bytes": int}``. ``"file"`` is the shard's name as ``os.fsdecode`` gives it (a name
+    that is not UTF-8 keeps its bytes as surrogate escapes, as ``os.listdir`` does).
     """
-    return _stload.inspect(os.fspath(path))
+    return _stload.inspect(path)

@@ -17,7 +17,8 @@ others                  :class:`Error`
 
 ``str(error)`` is one line that starts with the base name of the file at fault, when there is
 one: ``model-00002-of-00004.safetensors: tensor 'lm_head.weight': data_offsets [0, 100) extend
-past the data buffer (64 bytes)``.
+past the data buffer (64 bytes)``. It is text for people: bytes of a file name that are not UTF-8
+are shown as ``\\xNN``; ``error.path`` has the exact name.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ class Error(Exception):
             ``"corrupt"``, ``"unsupported"``, ``"resource exhausted"``, ``"cancelled"`` or
             ``"internal"``.
         reason: what went wrong, without where.
-        path: the file concerned as it was opened, or None.
+        path: the file concerned as it was opened, or None; decoded with ``os.fsdecode``, so a
+            name that is not UTF-8 keeps its bytes (``open(error.path)`` opens it).
         file_name: its base name, or None.
         offset: the byte offset in that file, or None.
         tensor: the tensor concerned, or None.

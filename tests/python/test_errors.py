@@ -129,14 +129,15 @@ def test_bad_config_keys_are_named(tmp_path, config, key):
     assert isinstance(caught.value, ValueError)
 
 
-def test_load_config_attributes_are_validated_by_the_call(tmp_path):
+def test_load_config_attributes_are_validated_when_set(tmp_path):
+    # As LoadConfig(num_threads=0) is refused, so is setting it: the config stays valid.
     path = good_file(tmp_path / "m.safetensors")
     config = stload.LoadConfig(enable_multithread_load=True)
-    config.num_threads = 0
-    with pytest.raises(stload.InvalidArgumentError, match="num_threads"):
-        stload.get_weight_iterator(path, config)
-    with pytest.raises(stload.InvalidArgumentError, match="num_threads"):
-        config.validate()
+    with pytest.raises(stload.InvalidArgumentError, match="'num_threads'"):
+        config.num_threads = 0
+    assert config.num_threads == 8
+    config.validate()
+    assert len(list(stload.get_weight_iterator(path, config))) == 2
     with pytest.raises(stload.InvalidArgumentError, match="order"):
         config.order = "sideways"
     with pytest.raises(stload.InvalidArgumentError, match="memory_limit"):
@@ -294,3 +295,135 @@ def test_more_dimensions_than_numpy_has_is_an_error_naming_the_tensor(tmp_path):
     assert str(e).startswith("deep.safetensors: tensor 'deep': numpy cannot hold this weight")
     with pytest.raises(StopIteration):
         next(it)
+
+
+# --- Issue 16, item 15: integers out of range, and values JSON cannot carry, name the key. ---
+
+@pytest.mark.parametrize("key, value, allowed", [
+    ("memory_limit", 2**64, "from 1 to 18446744073709551615"),
+    ("memory_limit", 2**100, "from 1 to 18446744073709551615"),
+    ("memory_limit", -2**64, "non-negative integer or a size string"),
+    ("memory_limit", -1, "non-negative integer or a size string"),
+    ("chunk_bytes", 2**64, "from 4096 to 1 GiB"),
+    ("chunk_bytes", -2**64, "non-negative integer or a size string"),
+    ("uring_depth", 2**64, "from 1 to 4096"),
+    ("uring_depth", -2**64, "from 1 to 4096"),
+    ("num_threads", -2**64, ">= 1, not -18446744073709551616"),
+    ("enable_multithread_load", 2**64, "true or false"),
+    ("disable_mmap", -2**64, "true or false"),
+    ("direct_io", 2**70, "true or false"),
+    ("io_uring", 2**64, "true or false"),
+    ("order", 2**64, "one of"),
+    ("no_such_key", 2**64, "unknown key"),
+    ("memory_limit", float("nan"), "non-negative integer or a size string"),
+    ("memory_limit", float("inf"), "non-negative integer or a size string"),
+    ("num_threads", float("-inf"), ">= 1"),
+    ("uring_depth", float("nan"), "from 1 to 4096"),
+    ("enable_multithread_load", float("nan"), "true or false"),
+    ("num_threads", 4.0, ">= 1"),
+    ("num_threads", b"8", ">= 1"),
+    ("memory_limit", b"1GiB", "non-negative integer or a size string"),
+    ("memory_limit", "1\udce9GiB", "is not a size"),
+    ("order", "\udce9", "one of"),
+    ("direct_io", numpy.bool_(True), "true or false"),
+    ("num_threads", object(), ">= 1"),
+])
+def test_out_of_range_and_unrepresentable_config_values_name_the_key(tmp_path, key, value,
+                                                                     allowed):
+    path = good_file(tmp_path / "m.safetensors")
+    for make in (lambda: stload.get_weight_iterator(path, {key: value}),
+                 lambda: stload.LoadConfig(**{key: value}),
+                 lambda: stload.load_file(path, {key: value})):
+        with pytest.raises(stload.InvalidArgumentError) as caught:
+            make()
+        message = str(caught.value)
+        assert f"'{key}'" in message and allowed in message, message
+        assert "not valid JSON" not in message and "serializable" not in message
+
+
+def test_a_non_string_key_is_named(tmp_path):
+    path = good_file(tmp_path / "m.safetensors")
+    with pytest.raises(TypeError):  # ** refuses it, as for any function
+        stload.get_weight_iterator(path, {1: 2})
+    with pytest.raises(stload.InvalidArgumentError, match="unknown key"):
+        stload.LoadConfig(**{"\udce9": 1})
+
+
+def test_a_huge_thread_count_is_clamped_as_from_json_clamps_it(tmp_path):
+    path = good_file(tmp_path / "m.safetensors")
+    # Not an error: more threads than there is work are not started (LoadConfig::from_json
+    # clamps any count to 2**20; 2**64 is no different from 2**62).
+    for n in (2**62, 2**64, 2**200):
+        assert stload.LoadConfig(num_threads=n).num_threads == 1 << 20
+        assert stload.LoadConfig(num_threads=n) == stload.LoadConfig(num_threads=1 << 20)
+    it = stload.multi_thread_safetensors_weights_iterator([path], max_workers=2**64)
+    assert len(list(it)) == 2
+    assert it.stats["threads"] <= 2
+    it = stload.get_weight_iterator(path, {"enable_multithread_load": True, "num_threads": 2**64})
+    assert len(list(it)) == 2
+
+
+def test_the_largest_memory_limit_is_accepted(tmp_path):
+    path = good_file(tmp_path / "m.safetensors")
+    assert stload.LoadConfig(memory_limit=2**64 - 1).memory_limit == 2**64 - 1
+    assert len(stload.load_file(path, {"memory_limit": 2**64 - 1})) == 2
+
+
+@pytest.mark.parametrize("attribute, value, allowed", [
+    ("memory_limit", 2**64, "from 1 to 18446744073709551615"),
+    ("memory_limit", -1, "non-negative integer or a size string"),
+    ("memory_limit", 0, "at least 1 byte"),
+    ("memory_limit", 1.5, "non-negative integer or a size string"),
+    ("chunk_bytes", 2**64, "from 4096 to 1 GiB"),
+    ("chunk_bytes", -1, "non-negative integer or a size string"),
+    ("chunk_bytes", 100, "from 4096 to 1 GiB"),
+    ("uring_depth", 2**64, "from 1 to 4096"),
+    ("uring_depth", -1, "from 1 to 4096"),
+    ("uring_depth", 5000, "from 1 to 4096"),
+    ("uring_depth", "8", "from 1 to 4096"),
+    ("num_threads", -2**64, ">= 1"),
+    ("num_threads", 0, ">= 1"),
+    ("num_threads", 2.5, ">= 1"),
+    ("num_threads", True, ">= 1"),
+    ("num_threads", "8", ">= 1"),
+    ("enable_multithread_load", 1, "true or false"),
+    ("enable_multithread_load", "yes", "true or false"),
+    ("disable_mmap", 0, "true or false"),
+    ("direct_io", "no", "true or false"),
+    ("io_uring", 2**64, "true or false"),
+    ("order", 5, "one of"),
+    ("order", "sideways", "one of"),
+])
+def test_load_config_attributes_refuse_bad_values_naming_the_key(attribute, value, allowed):
+    c = stload.LoadConfig()
+    before = c.to_dict()
+    with pytest.raises(stload.InvalidArgumentError) as caught:
+        setattr(c, attribute, value)
+    message = str(caught.value)
+    assert f"'{attribute}'" in message and allowed in message, message
+    assert isinstance(caught.value, ValueError)
+    assert c.to_dict() == before  # unchanged
+
+
+def test_load_config_attributes_take_what_the_keys_take():
+    c = stload.LoadConfig()
+    c.num_threads = 2**64  # clamped, as LoadConfig(num_threads=2**64)
+    assert c.num_threads == 1 << 20
+    c.num_threads = numpy.int16(3)
+    c.uring_depth = numpy.uint64(4096)
+    c.memory_limit = 2**64 - 1
+    c.chunk_bytes = "64KiB"
+    c.enable_multithread_load = True
+    c.direct_io = False
+    c.io_uring = True
+    c.disable_mmap = True
+    assert (c.num_threads, c.uring_depth, c.memory_limit, c.chunk_bytes) == (
+        3, 4096, 2**64 - 1, 65536)
+    assert (c.enable_multithread_load, c.direct_io, c.io_uring, c.disable_mmap) == (
+        True, False, True, True)
+    assert stload.LoadConfig(**c.to_dict()) == c
+    # None means unset, as in LoadConfig(key=None): the default.
+    for key in ("num_threads", "uring_depth", "chunk_bytes", "enable_multithread_load",
+                "direct_io", "io_uring", "disable_mmap", "memory_limit", "order"):
+        setattr(c, key, None)
+    assert c == stload.LoadConfig()
