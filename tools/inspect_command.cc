@@ -38,7 +38,9 @@ void PrintJson(const Checkpoint& ckpt) {
                                 {"total_bytes", ckpt.total_bytes()}};
   // Names come from untrusted files: invalid UTF-8 cannot occur (the parser rejects it), but
   // replace rather than throw if it ever did.
-  std::cout << out.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << "\n";
+  // The dump escapes every control character below U+0020 (ESC as \u001b), so a name cannot
+  // drive a terminal or break the object.
+  Print(out.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n");
 }
 
 void PrintTable(const Checkpoint& ckpt) {
@@ -47,9 +49,11 @@ void PrintTable(const Checkpoint& ckpt) {
   };
   std::vector<Row> rows;
   rows.push_back({"NAME", "DTYPE", "SHAPE", "SIZE", "FILE"});
+  // Names come from the files: escaped, so that a name cannot move the cursor, clear the screen,
+  // retitle the terminal or fake rows.
   for (const TensorInfo& t : ckpt.tensors()) {
-    rows.push_back({t.name, std::string(DTypeName(t.dtype)), ShapeText(t.shape),
-                    FormatBytes(t.size_bytes()), ckpt.shards()[t.shard].file_name});
+    rows.push_back({EscapeForTerminal(t.name), std::string(DTypeName(t.dtype)), ShapeText(t.shape),
+                    FormatBytes(t.size_bytes()), EscapeForTerminal(ckpt.shards()[t.shard].file_name)});
   }
   size_t w[4] = {0, 0, 0, 0};
   for (const Row& r : rows) {
@@ -66,13 +70,15 @@ void PrintTable(const Checkpoint& ckpt) {
     out += std::string(w[3] - r.size.size(), ' ') + r.size + "  ";
     out += r.file + "\n";
   }
-  std::cout << out;
   const size_t files = ckpt.shards().size();
-  std::cout << ckpt.tensors().size() << " tensors, " << FormatBytes(ckpt.total_bytes()) << " ("
-            << ckpt.total_bytes() << " bytes) in " << files << (files == 1 ? " file" : " files")
-            << (ckpt.has_index() ? " (with index)" : "") << "\n";
+  out += std::to_string(ckpt.tensors().size()) + " tensors, " + FormatBytes(ckpt.total_bytes()) +
+         " (" + std::to_string(ckpt.total_bytes()) + " bytes) in " + std::to_string(files) +
+         (files == 1 ? " file" : " files") + (ckpt.has_index() ? " (with index)" : "") + "\n";
   const Metadata metadata = ckpt.metadata();
-  for (const auto& [key, value] : metadata) std::cout << "metadata: " << key << " = " << value << "\n";
+  for (const auto& [key, value] : metadata) {
+    out += "metadata: " + EscapeForTerminal(key) + " = " + EscapeForTerminal(value) + "\n";
+  }
+  Print(out);
 }
 
 }  // namespace
@@ -89,7 +95,7 @@ Runner AddInspectCommand(CLI::App& app) {
                 "metadata, total_bytes");
   return [args] {
     Result<Checkpoint> ckpt = Checkpoint::Open(args->path);
-    if (!ckpt.ok()) return ReportError(ckpt.status());
+    if (!ckpt.ok()) return ReportError(ckpt.status(), args->path);
     for (const std::string& w : ckpt->warnings()) Warn(w);
     if (args->json) {
       PrintJson(*ckpt);
