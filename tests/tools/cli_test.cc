@@ -1556,6 +1556,26 @@ TEST(CliIssue16, InspectDoesNotPassTerminalControlsThrough) {
   EXPECT_EQ(names, expected_names);
 }
 
+// Item 9 (and 15's NUL). An error naming a hostile tensor stays one line on stderr, with the
+// name's control characters, NUL included, shown escaped.
+TEST(CliIssue16, ErrorMessagesEscapeTensorNames) {
+  TempDir dir;
+  // Shape [2] x F32 is 8 bytes, but the offsets give 4: the error names the tensor.
+  WriteFile(dir.File("bad.safetensors"),
+            MakeFileBytes(R"({"bad\n\u001b[31m\u0000x":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}})", 4));
+  for (const char* command : {"inspect", "hash"}) {
+    SCOPED_TRACE(command);
+    const RunResult r = RunStload({command, dir.File("bad.safetensors")});
+    EXPECT_EQ(r.exit_code, kExitBadCheckpoint) << r;
+    EXPECT_TRUE(StartsWith(r.err, "stload: error: bad.safetensors: ")) << r;
+    EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "one line\n" << r;
+    for (const unsigned char c : r.err.substr(0, r.err.size() - 1)) {
+      EXPECT_TRUE(c >= 0x20 && c != 0x7f) << "control byte " << int(c) << "\n" << r;
+    }
+    EXPECT_TRUE(Contains(r.err, "bad\\x0a\\x1b[31m\\x00x")) << r;
+  }
+}
+
 // Item 10. Output that cannot be written fails the command with sha256sum's message, whatever
 // stdout is: a full device, a closed descriptor, a pipe whose reader left with SIGPIPE ignored.
 TEST(CliIssue16, WriteErrorsOnStdoutFailTheCommand) {
