@@ -219,12 +219,12 @@ class Bench {
  private:
   void PrintHeader(bool warm, bool cold) const {
     Printf("stload bench: %s: %zu file%s, %s, %zu tensors; %d CPUs; %d repetition%s each\n",
-                args_.path.c_str(), files_.size(), files_.size() == 1 ? "" : "s",
-                FormatBytes(ckpt_.total_bytes()).c_str(), ckpt_.tensors().size(), cpus_,
-                args_.repeat, args_.repeat == 1 ? "" : "s");
+           args_.path.c_str(), files_.size(), files_.size() == 1 ? "" : "s",
+           FormatBytes(ckpt_.total_bytes()).c_str(), ckpt_.tensors().size(), cpus_, args_.repeat,
+           args_.repeat == 1 ? "" : "s");
     if (cold) {
       Printf("cold runs empty the page cache before each repetition with %s\n",
-                  bench::CacheDropMethodName(drop_method_));
+             bench::CacheDropMethodName(drop_method_));
     }
     (void)warm;
   }
@@ -370,10 +370,10 @@ class Bench {
     for (const Limit& l : limits.rows) {
       if (l.median > 0) {
         Printf("  %-44s %7.2f GB/s%s\n", l.label.c_str(), l.median,
-                    l.best_of.empty() ? "" : ("  (" + l.best_of + ")").c_str());
+               l.best_of.empty() ? "" : ("  (" + l.best_of + ")").c_str());
       } else {
         Printf("  %-44s %7s       (not measured: %s)\n", l.label.c_str(), "-",
-                    l.not_measured.c_str());
+               l.not_measured.c_str());
       }
     }
   }
@@ -440,9 +440,9 @@ class Bench {
 
   void PrintTable(bool cold, size_t first) const {
     Printf("\n%s cache: median of %d, %% of the limit that bounds each load\n",
-                cold ? "COLD" : "WARM", args_.repeat);
+           cold ? "COLD" : "WARM", args_.repeat);
     Printf("\n  %-9s %-7s %7s %8s %8s  %-12s %s\n", "consumer", "mode", "threads", "GB/s",
-                "% limit", "peak RSS", "limit it is compared with");
+           "% limit", "peak RSS", "limit it is compared with");
     std::string last_consumer;
     for (size_t i = first; i < measured_.size(); ++i) {
       const Measured& m = measured_[i];
@@ -460,8 +460,8 @@ class Bench {
       std::string threads = std::to_string(m.threads);
       if (m.threads_started != m.threads) threads += " (" + std::to_string(m.threads_started) + ")";
       Printf("  %-9s %-7s %7s %8.2f %8s  %-12s %s\n", m.consumer.c_str(), mode.c_str(),
-                  threads.c_str(), m.median_gb_per_s, percent, FormatBytes(m.peak_rss).c_str(),
-                  m.bound.label.c_str());
+             threads.c_str(), m.median_gb_per_s, percent, FormatBytes(m.peak_rss).c_str(),
+             m.bound.label.c_str());
     }
     bool fell_back = false;
     for (size_t i = first; i < measured_.size(); ++i) {
@@ -474,9 +474,10 @@ class Bench {
       resident = std::max(resident, measured_[i].resident_before);
     }
     if (cold && resident > 0.05) {
-      Printf("  warning: up to %.0f%% of the files stayed in the page cache after %s (another "
-                  "process maps them?): these cold numbers are partly warm\n",
-                  100 * resident, bench::CacheDropMethodName(drop_method_));
+      Printf(
+          "  warning: up to %.0f%% of the files stayed in the page cache after %s (another "
+          "process maps them?): these cold numbers are partly warm\n",
+          100 * resident, bench::CacheDropMethodName(drop_method_));
     }
   }
 

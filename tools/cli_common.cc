@@ -169,7 +169,8 @@ std::string EscapeForTerminal(std::string_view text, bool escape_backslash) {
     }
     // C1 controls (U+009B is CSI to some terminals) and the bidirectional embeddings, overrides
     // and isolates, which make text display in another order than it is stored.
-    if ((code_point >= 0x80 && code_point <= 0x9f) || (code_point >= 0x202a && code_point <= 0x202e) ||
+    if ((code_point >= 0x80 && code_point <= 0x9f) ||
+        (code_point >= 0x202a && code_point <= 0x202e) ||
         (code_point >= 0x2066 && code_point <= 0x2069)) {
       std::snprintf(code, sizeof code, "\\u%04x", static_cast<unsigned>(code_point));
       out += code;
@@ -227,7 +228,9 @@ LoadConfig LoadFlags::ToConfig() const {
   }
   if (order) {
     std::optional<LoadOrder> parsed = ParseLoadOrder(*order);
-    if (!parsed) throw UsageError{"--order must be natural, index, file or any, not '" + *order + "'"};
+    if (!parsed) {
+      throw UsageError{"--order must be natural, index, file or any, not '" + *order + "'"};
+    }
     config.order = *parsed;
   }
   if (Status s = config.Validate(); !s.ok()) throw UsageError{s.reason()};

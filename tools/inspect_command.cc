@@ -88,7 +88,8 @@ void PrintTable(const Checkpoint& ckpt) {
   // retitle the terminal or fake rows.
   for (const TensorInfo& t : ckpt.tensors()) {
     rows.push_back({EscapeForTerminal(t.name), std::string(DTypeName(t.dtype)), ShapeText(t.shape),
-                    FormatBytes(t.size_bytes()), EscapeForTerminal(ckpt.shards()[t.shard].file_name)});
+                    FormatBytes(t.size_bytes()),
+                    EscapeForTerminal(ckpt.shards()[t.shard].file_name)});
   }
   size_t w[4] = {0, 0, 0, 0};
   for (const Row& r : rows) {

@@ -73,8 +73,9 @@ Status RunIterator(const Checkpoint& ckpt, const LoadConfig& config, bool keep,
   for (const TensorInfo& t : ckpt.tensors()) largest = std::max(largest, t.size_bytes());
   TouchedMemory destination(keep ? 0 : largest);
   if (!destination.ok()) {
-    return ResourceExhaustedError("cannot allocate the destination memory for the largest tensor (" +
-                                  FormatBytes(largest) + ")")
+    return ResourceExhaustedError(
+               "cannot allocate the destination memory for the largest tensor (" +
+               FormatBytes(largest) + ")")
         .WithPath(ckpt.path());
   }
   std::vector<Weight> kept;
@@ -141,15 +142,15 @@ int RunLoad(const LoadArgs& args) {
     Print(out.dump(2) + "\n");
   } else {
     Printf("loaded %llu tensors, %s in %.3f s: %.2f GB/s\n",
-                static_cast<unsigned long long>(report.tensors), FormatBytes(report.bytes).c_str(),
-                report.seconds, gbps);
+           static_cast<unsigned long long>(report.tensors), FormatBytes(report.bytes).c_str(),
+           report.seconds, gbps);
     Printf("consumer %s, read path %s%s, %d threads, order %s\n", args.consumer.c_str(),
-                std::string(ReadPathName(report.stats.read_path)).c_str(),
-                report.stats.io_uring ? " (io_uring)" : "", report.stats.threads,
-                std::string(LoadOrderName(config.order)).c_str());
+           std::string(ReadPathName(report.stats.read_path)).c_str(),
+           report.stats.io_uring ? " (io_uring)" : "", report.stats.threads,
+           std::string(LoadOrderName(config.order)).c_str());
     if (args.consumer == "prealloc") {
       Printf("destination allocated and touched in %.3f s (not counted above)\n",
-                  report.setup_seconds);
+             report.setup_seconds);
     }
     Printf("peak RSS %s\n", FormatBytes(peak_rss).c_str());
   }

@@ -1293,8 +1293,8 @@ struct SpawnOptions {
     kBrokenPipe,  // a pipe whose read end is closed, SIGPIPE ignored: writes fail with EPIPE
   };
   Stdout out = Stdout::kPipe;
-  uid_t uid = 0;                     // run as this user (and group) when not 0; needs root
-  std::optional<rlim_t> nproc;       // RLIMIT_NPROC: processes and threads of that user
+  uid_t uid = 0;                        // run as this user (and group) when not 0; needs root
+  std::optional<rlim_t> nproc;          // RLIMIT_NPROC: processes and threads of that user
   std::optional<rlim_t> address_space;  // RLIMIT_AS in bytes
 };
 
@@ -1439,15 +1439,17 @@ TEST(CliIssue16, BenchDoesNotHangOnAFifoRenamedOverAShard) {
   bool renamed = false;
   // The header line is printed after Checkpoint::Open and before the first limit that reads the
   // files (the memory limits come first, tens of milliseconds at least).
+  const std::string target = dir.File("ckpt") + "/" + shard;
+  auto rename_once_opened = [&](const RunResult& so_far) {
+    if (!renamed && Contains(so_far.out, "stload bench: ")) {
+      renamed = ::rename(dir.File("fifo").c_str(), target.c_str()) == 0;
+    }
+  };
   const RunResult r = WaitForStload(
-      SpawnStload({"bench", dir.File("ckpt"), "--threads", "1", "--modes", "pread",
-                   "--consumers", "prealloc", "--repeat", "3", "--warm"},
+      SpawnStload({"bench", dir.File("ckpt"), "--threads", "1", "--modes", "pread", "--consumers",
+                   "prealloc", "--repeat", "3", "--warm"},
                   {}),
-      30, [&](const RunResult& so_far) {
-        if (!renamed && Contains(so_far.out, "stload bench: ")) {
-          renamed = ::rename(dir.File("fifo").c_str(), (dir.File("ckpt") + "/" + shard).c_str()) == 0;
-        }
-      });
+      30, rename_once_opened);
   ASSERT_TRUE(renamed) << r;
   EXPECT_FALSE(r.timed_out) << r;
   EXPECT_EQ(r.exit_code, kExitBadCheckpoint) << r;
@@ -1460,7 +1462,9 @@ TEST(CliIssue16, BenchDoesNotHangOnAFifoRenamedOverAShard) {
 // started, a one-line error naming the checkpoint, never an abort.
 TEST(CliIssue16, HashCopesWhenTheSystemRefusesThreads) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root to run the tool as an unused user id";
-  if (std::thread::hardware_concurrency() < 2) GTEST_SKIP() << "hash starts no extra thread on 1 CPU";
+  if (std::thread::hardware_concurrency() < 2) {
+    GTEST_SKIP() << "hash starts no extra thread on 1 CPU";
+  }
   TempDir dir;
   WriteLlama(dir.File("ckpt"), 2);
   ASSERT_EQ(::chmod(dir.path().c_str(), 0755), 0);  // readable by that user
@@ -1490,23 +1494,23 @@ TEST(CliIssue16, HashCopesWhenTheSystemRefusesThreads) {
 TEST(CliIssue16, HashEscapesNamesLikeSha256sum) {
   TempDir dir;
   const std::string forged = "x\n" + std::string(64, 'f') + "  lm_head.weight";
-  WriteFile(dir.File("names.safetensors"),
-            HandMadeFile({{"plain", "U8", {1}, 1},
-                          {"back\\slash", "U8", {2}, 2},
-                          {forged, "U8", {3}, 3},
-                          {"carriage\rreturn", "U8", {4}, 4},
-                          {"esc\x1b[2Jtab\t", "U8", {5}, 5}}));
+  const std::vector<HandTensor> named = {{"plain", "U8", {1}, 1},
+                                         {"back\\slash", "U8", {2}, 2},
+                                         {forged, "U8", {3}, 3},
+                                         {"carriage\rreturn", "U8", {4}, 4},
+                                         {"esc\x1b[2Jtab\t", "U8", {5}, 5}};
+  WriteFile(dir.File("names.safetensors"), HandMadeFile(named));
   const std::map<std::string, RawTensor> tensors =
       ReadCheckpointByHand(dir.File("names.safetensors"));
   ASSERT_EQ(tensors.size(), 5u);
   auto sha = [&](const std::string& name) { return tensors.at(name).sha256; };
   // Byte order of the raw names: "back\\slash" < "carriage\r..." < "esc..." < "plain" < "x\n...".
-  const std::string expected = "\\" + sha("back\\slash") + "  back\\\\slash\n" +
-                               "\\" + sha("carriage\rreturn") + "  carriage\\rreturn\n" +
-                               sha("esc\x1b[2Jtab\t") + "  esc\x1b[2Jtab\t\n" +
-                               sha("plain") + "  plain\n" +
-                               "\\" + sha(forged) + "  x\\n" + std::string(64, 'f') +
-                               "  lm_head.weight\n";
+  std::string expected;
+  expected += "\\" + sha("back\\slash") + "  back\\\\slash\n";
+  expected += "\\" + sha("carriage\rreturn") + "  carriage\\rreturn\n";
+  expected += sha("esc\x1b[2Jtab\t") + "  esc\x1b[2Jtab\t\n";
+  expected += sha("plain") + "  plain\n";
+  expected += "\\" + sha(forged) + "  x\\n" + std::string(64, 'f') + "  lm_head.weight\n";
   const RunResult r = RunStload({"hash", dir.File("names.safetensors")});
   ASSERT_EQ(r.exit_code, kExitOk) << r;
   EXPECT_EQ(r.out, expected);
@@ -1521,16 +1525,18 @@ TEST(CliIssue16, InspectDoesNotPassTerminalControlsThrough) {
   const std::vector<HandTensor> hostile = {
       {"clear\x1b[2J", "U8", {1}, 1},
       {"fake\nrow", "U8", {1}, 1},
-      {"bell\x07" "del\x7f", "U8", {1}, 1},
-      {"csi\xc2\x9b" "31m", "U8", {1}, 1},
-      {"bidi\xe2\x80\xae" "txt", "U8", {1}, 1},
+      {std::string("bell\x07") + "del\x7f", "U8", {1}, 1},
+      {std::string("csi\xc2\x9b") + "31m", "U8", {1}, 1},
+      {std::string("bidi\xe2\x80\xae") + "txt", "U8", {1}, 1},
       {"back\\x1b", "U8", {1}, 1},
   };
-  WriteFile(dir.File("hostile.safetensors"), HandMadeFile(hostile, {{"title\x1b]0;pwned\x07", "v\r"}}));
+  WriteFile(dir.File("hostile.safetensors"),
+            HandMadeFile(hostile, {{"title\x1b]0;pwned\x07", "v\r"}}));
   const RunResult table = RunStload({"inspect", dir.File("hostile.safetensors")});
   ASSERT_EQ(table.exit_code, kExitOk) << table;
   for (const unsigned char c : table.out) {
-    EXPECT_TRUE(c == '\n' || (c >= 0x20 && c != 0x7f)) << "control byte " << int(c) << "\n" << table;
+    EXPECT_TRUE(c == '\n' || (c >= 0x20 && c != 0x7f)) << "control byte " << int(c) << "\n"
+                                                       << table;
   }
   EXPECT_FALSE(Contains(table.out, "\xc2\x9b")) << table;
   EXPECT_FALSE(Contains(table.out, "\xe2\x80\xae")) << table;
@@ -1564,8 +1570,10 @@ TEST(CliIssue16, InspectDoesNotPassTerminalControlsThrough) {
 TEST(CliIssue16, ErrorMessagesEscapeTensorNames) {
   TempDir dir;
   // Shape [2] x F32 is 8 bytes, but the offsets give 4: the error names the tensor.
-  WriteFile(dir.File("bad.safetensors"),
-            MakeFileBytes(R"({"bad\n\u001b[31m\u0000x":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}})", 4));
+  WriteFile(
+      dir.File("bad.safetensors"),
+      MakeFileBytes(
+          R"({"bad\n\u001b[31m\u0000x":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}})", 4));
   for (const char* command : {"inspect", "hash"}) {
     SCOPED_TRACE(command);
     const RunResult r = RunStload({command, dir.File("bad.safetensors")});
@@ -1715,15 +1723,16 @@ TEST(CliIssue16, MakeCheckpointForceDoesNotWriteThroughLinks) {
   // A dangling one: its target is not created.
   fs::create_directory(dir.File("dangling"));
   fs::create_symlink("../created", dir.File("dangling") + "/model.safetensors.index.json");
-  r = RunStload({"make-checkpoint", dir.File("dangling"), "--total", "4KiB", "--shards", "1",
-                 "--force"});
+  r = RunStload(
+      {"make-checkpoint", dir.File("dangling"), "--total", "4KiB", "--shards", "1", "--force"});
   EXPECT_EQ(r.exit_code, kExitBadCheckpoint) << r;
   EXPECT_TRUE(StartsWith(r.FirstErrLine(), "stload: error: model.safetensors.index.json: ")) << r;
   EXPECT_FALSE(fs::exists(dir.File("created")));
   // DIR itself a symbolic link.
   fs::create_directory(dir.File("elsewhere"));
   fs::create_directory_symlink(dir.File("elsewhere"), dir.File("link"));
-  r = RunStload({"make-checkpoint", dir.File("link"), "--total", "4KiB", "--shards", "1", "--force"});
+  r = RunStload(
+      {"make-checkpoint", dir.File("link"), "--total", "4KiB", "--shards", "1", "--force"});
   EXPECT_EQ(r.exit_code, kExitBadCheckpoint) << r;
   EXPECT_TRUE(StartsWith(r.FirstErrLine(), "stload: error: link: ")) << r;
   EXPECT_TRUE(fs::is_empty(dir.File("elsewhere")));
@@ -1744,8 +1753,11 @@ TEST(CliIssue16, MakeCheckpointForceDoesNotWriteThroughLinks) {
 // file name the checkpoint, and so does the CLI's own "cannot allocate the destination memory".
 TEST(CliIssue16, ErrorsNameTheFile) {
   for (const std::vector<std::string>& args :
-       std::vector<std::vector<std::string>>{{"hash", ""}, {"inspect", ""}, {"inspect", "", "--json"},
-                                             {"load", ""}, {"bench", "", "--repeat", "1"}}) {
+       std::vector<std::vector<std::string>>{{"hash", ""},
+                                             {"inspect", ""},
+                                             {"inspect", "", "--json"},
+                                             {"load", ""},
+                                             {"bench", "", "--repeat", "1"}}) {
     SCOPED_TRACE(args[0]);
     const RunResult r = RunStload(args);
     EXPECT_EQ(r.exit_code, kExitBadCheckpoint) << r;
@@ -1755,7 +1767,8 @@ TEST(CliIssue16, ErrorsNameTheFile) {
   // cannot be had.
   TempDir dir;
   const uint64_t size = 1ull << 30;
-  const std::string header = R"({"big":{"dtype":"U8","shape":[1073741824],"data_offsets":[0,1073741824]}})";
+  const std::string header =
+      R"({"big":{"dtype":"U8","shape":[1073741824],"data_offsets":[0,1073741824]}})";
   WriteFile(dir.File("big.safetensors"), MakeFileBytes(header, 0));
   fs::resize_file(dir.File("big.safetensors"), 8 + header.size() + size);
   SpawnOptions limited;

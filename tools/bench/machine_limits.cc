@@ -1,5 +1,4 @@
 #include "bench/machine_limits.h"
-#include "touched_memory.h"
 
 #include <fcntl.h>
 #include <liburing.h>
@@ -17,6 +16,8 @@
 #include <system_error>
 #include <thread>
 #include <vector>
+
+#include "touched_memory.h"
 
 namespace stload::cli::bench {
 namespace {
@@ -63,8 +64,7 @@ Result<double> TimeOnThreads(int threads, Work work) {
     } catch (const std::system_error& e) {
       for (std::thread& th : pool) th.join();
       return ResourceExhaustedError("cannot start measuring thread " + std::to_string(t + 1) +
-                                    " of " + std::to_string(threads) + ": " +
-                                    e.code().message());
+                                    " of " + std::to_string(threads) + ": " + e.code().message());
     }
   }
   work(0);
@@ -176,10 +176,13 @@ Result<double> TimeDirectRead(std::span<const BenchFile> files, unsigned queue_d
     Fd fd(::open(self_fd.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT | O_NONBLOCK));
     if (fd.get() < 0) {
       if (errno == EINVAL) return UnsupportedError("the file system refuses O_DIRECT");
-      if (errno == ENOENT) return UnsupportedError("/proc is not mounted: cannot reopen for O_DIRECT");
+      if (errno == ENOENT) {
+        return UnsupportedError("/proc is not mounted: cannot reopen for O_DIRECT");
+      }
       return IoError(errno, "open with O_DIRECT").WithPath(f.path);
     }
-    struct stat reopened {}, validated {};
+    struct stat reopened {};
+    struct stat validated {};
     if (::fstat(fd.get(), &reopened) != 0 || ::fstat(f.fd, &validated) != 0 ||
         !S_ISREG(reopened.st_mode) || reopened.st_dev != validated.st_dev ||
         reopened.st_ino != validated.st_ino) {
@@ -264,10 +267,11 @@ Result<double> TimeParallelDirectRead(std::span<const BenchFile> files, int thre
   std::vector<std::vector<BenchFile>> shares(static_cast<size_t>(threads));
   for (size_t i = 0; i < files.size(); ++i) shares[i % shares.size()].push_back(files[i]);
   std::vector<Status> errors(shares.size());
-  STLOAD_ASSIGN_OR_RETURN(const double seconds, TimeOnThreads(threads, [&](int t) {
+  auto work = [&](int t) {
     Result<double> r = TimeDirectRead(shares[static_cast<size_t>(t)], queue_depth, block_bytes);
     if (!r.ok()) errors[static_cast<size_t>(t)] = r.status();
-  }));
+  };
+  STLOAD_ASSIGN_OR_RETURN(const double seconds, TimeOnThreads(threads, work));
   for (const Status& e : errors) {
     if (!e.ok()) return e;
   }

@@ -17,7 +17,7 @@ namespace stload::cli::bench {
 struct BenchFile {
   std::string path;  // for messages
   uint64_t size = 0;
-  int fd = -1;       // owned by the Checkpoint
+  int fd = -1;  // owned by the Checkpoint
 };
 
 // The CPUs this process may run on (sched_getaffinity), at least 1.
@@ -30,10 +30,10 @@ int UsableCpus();
 // limit every buffered path pays; after the cache is emptied it is the buffered raw read.
 Result<double> TimeBufferedRead(std::span<const BenchFile> files, int threads);
 
-// O_DIRECT reads of every file (the same inode reopened through /proc/self/fd), one file after another, `queue_depth` reads of `block_bytes` in
-// flight through io_uring: the device's raw sequential read, bypassing the page cache. Short
-// reads are read again from where they stopped. kUnsupported where the file system refuses
-// O_DIRECT or the kernel refuses io_uring.
+// O_DIRECT reads of every file (the same inode reopened through /proc/self/fd), one file after
+// another, `queue_depth` reads of `block_bytes` in flight through io_uring: the device's raw
+// sequential read, bypassing the page cache. Short reads are read again from where they stopped.
+// kUnsupported where the file system refuses O_DIRECT or the kernel refuses io_uring.
 Result<double> TimeDirectRead(std::span<const BenchFile> files, unsigned queue_depth,
                               uint32_t block_bytes);
 

@@ -208,8 +208,8 @@ Status WriteAtomically(const OutputDir& dir, const std::string& name, WriteFn wr
   int fd = -1;
   for (int attempt = 0; fd < 0; ++attempt) {
     temporary = "." + name + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
-    fd = ::openat(dir.fd(), temporary.c_str(),
-                  O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    fd = ::openat(dir.fd(), temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                  0644);
     if (fd < 0 && (errno != EEXIST || attempt >= 100)) {
       return IoError(errno, "create").WithPath(dir.PathOf(temporary));
     }
@@ -325,8 +325,8 @@ Result<Summary> WriteCheckpoint(const std::string& dir, const Spec& spec) {
     }
     STLOAD_RETURN_IF_ERROR(CheckReplaceable(*out, "model.safetensors.index.json"));
   }
-  auto write_shard = [&](const std::string& name, std::span<const TensorSpec> group,
-                         uint64_t seed, std::vector<char>& buffer) {
+  auto write_shard = [&](const std::string& name, std::span<const TensorSpec> group, uint64_t seed,
+                         std::vector<char>& buffer) {
     return WriteAtomically(*out, name, [&](int fd, const std::string& path) {
       return WriteShard(fd, path, group, seed, buffer);
     });
@@ -370,8 +370,8 @@ Result<Summary> WriteCheckpoint(const std::string& dir, const Spec& spec) {
   }
   const std::string text = "{\n  \"metadata\": {\"total_size\": " + std::to_string(total) +
                            "},\n  \"weight_map\": {" + weight_map + "\n  }\n}\n";
-  STLOAD_RETURN_IF_ERROR(WriteAtomically(
-      *out, "model.safetensors.index.json", [&](int fd, const std::string& path) {
+  STLOAD_RETURN_IF_ERROR(
+      WriteAtomically(*out, "model.safetensors.index.json", [&](int fd, const std::string& path) {
         return WriteAll(fd, text.data(), text.size(), path);
       }));
   summary.files.push_back("model.safetensors.index.json");
