@@ -1473,7 +1473,8 @@ TEST(CliIssue16, HashCopesWhenTheSystemRefusesThreads) {
   const RunResult version = RunStloadWith({"--version"}, as_user);
   if (version.exit_code != kExitOk) GTEST_SKIP() << "the binary cannot run as uid " << kUnusedUid;
   const std::string expected = ExpectedHashOutput(ReadCheckpointByHand(dir.File("ckpt")));
-  // 2: the main thread and one reader; every hashing thread is refused.
+  // 2: the main thread and one reader (the loader copes with fewer than 4); every hashing thread
+  // is refused.
   SpawnOptions two = as_user;
   two.nproc = 2;
   const RunResult r = RunStloadWith({"hash", dir.File("ckpt"), "--threads", "4"}, two);
@@ -1486,6 +1487,29 @@ TEST(CliIssue16, HashCopesWhenTheSystemRefusesThreads) {
   EXPECT_EQ(none.exit_code, kExitBadCheckpoint) << none;
   EXPECT_EQ(none.out, "") << none;
   EXPECT_TRUE(StartsWith(none.FirstErrLine(), "stload: error: ckpt: ")) << none;
+  // bench measures the memory limits on every CPU (2 or more here), so with no thread to be had
+  // its first measurement on 2 threads is refused: an error naming the checkpoint, not an abort
+  // and not a limit measured on fewer threads than it says.
+  const RunResult bench = RunStloadWith({"bench", dir.File("ckpt"), "--repeat", "1", "--threads",
+                                         "1", "--modes", "pread", "--consumers", "prealloc"},
+                                        one);
+  EXPECT_FALSE(bench.signaled) << bench;
+  EXPECT_EQ(bench.exit_code, kExitBadCheckpoint) << bench;
+  EXPECT_TRUE(StartsWith(bench.FirstErrLine(), "stload: error: ckpt: ")) << bench;
+  // Whatever the limit: the right lines or a one-line error naming the checkpoint, never abort.
+  for (rlim_t limit = 1; limit <= 6; ++limit) {
+    SCOPED_TRACE("RLIMIT_NPROC " + std::to_string(limit));
+    SpawnOptions limited = as_user;
+    limited.nproc = limit;
+    const RunResult any = RunStloadWith({"hash", dir.File("ckpt"), "--threads", "8"}, limited);
+    EXPECT_FALSE(any.signaled) << any;
+    if (any.exit_code == kExitOk) {
+      EXPECT_EQ(any.out, expected) << any;
+    } else {
+      EXPECT_EQ(any.exit_code, kExitBadCheckpoint) << any;
+      EXPECT_TRUE(StartsWith(any.FirstErrLine(), "stload: error: ckpt: ")) << any;
+    }
+  }
 }
 
 // Item 9. Names holding a backslash, a newline or a carriage return are escaped as GNU
