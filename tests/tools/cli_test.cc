@@ -1623,6 +1623,8 @@ TEST(CliIssue16, WriteErrorsOnStdoutFailTheCommand) {
       {"load", dir.File("ckpt"), "--json", "--no-progress"},
       {"load", dir.File("ckpt"), "--no-progress"},
       {"make-checkpoint", dir.File("new"), "--total", "4KiB", "--force"},
+      {"bench", dir.File("ckpt"), "--repeat", "1", "--threads", "1", "--modes", "pread",
+       "--consumers", "prealloc"},
       {"--help"},
   };
   using Out = SpawnOptions::Stdout;
