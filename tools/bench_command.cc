@@ -43,8 +43,8 @@ struct BenchArgs {
   bool warm = false;
   bool both = false;
   int repeat = 3;
-  std::string json_file;
-  std::string chart_file;
+  std::optional<std::string> json_file;
+  std::optional<std::string> chart_file;
   std::string cache_drop = "auto";
 };
 
@@ -199,7 +199,9 @@ class Bench {
   Bench(const BenchArgs& args, const Lists& lists, const Checkpoint& ckpt)
       : args_(args), ckpt_(ckpt), threads_(lists.threads), modes_(lists.modes),
         consumers_(lists.consumers), drop_method_(lists.drop_method) {
-    for (const ShardInfo& s : ckpt.shards()) files_.push_back({s.path, s.size_bytes});
+    for (uint32_t i = 0; i < ckpt.shards().size(); ++i) {
+      files_.push_back({ckpt.shards()[i].path, ckpt.shards()[i].size_bytes, ckpt.shard_fd(i)});
+    }
     cpus_ = bench::UsableCpus();
   }
 
@@ -216,16 +218,15 @@ class Bench {
 
  private:
   void PrintHeader(bool warm, bool cold) const {
-    std::printf("stload bench: %s: %zu file%s, %s, %zu tensors; %d CPUs; %d repetition%s each\n",
-                args_.path.c_str(), files_.size(), files_.size() == 1 ? "" : "s",
-                FormatBytes(ckpt_.total_bytes()).c_str(), ckpt_.tensors().size(), cpus_,
-                args_.repeat, args_.repeat == 1 ? "" : "s");
+    Printf("stload bench: %s: %zu file%s, %s, %zu tensors; %d CPUs; %d repetition%s each\n",
+           args_.path.c_str(), files_.size(), files_.size() == 1 ? "" : "s",
+           FormatBytes(ckpt_.total_bytes()).c_str(), ckpt_.tensors().size(), cpus_, args_.repeat,
+           args_.repeat == 1 ? "" : "s");
     if (cold) {
-      std::printf("cold runs empty the page cache before each repetition with %s\n",
-                  bench::CacheDropMethodName(drop_method_));
+      Printf("cold runs empty the page cache before each repetition with %s\n",
+             bench::CacheDropMethodName(drop_method_));
     }
     (void)warm;
-    std::fflush(stdout);
   }
 
   // Progress on stderr, overwritten in place when it is a terminal.
@@ -365,17 +366,16 @@ class Bench {
 
   void PrintLimits(const std::string& title, const CacheLimits& limits) const {
     ClearProgress();
-    std::printf("\n%s\n", title.c_str());
+    Printf("\n%s\n", title.c_str());
     for (const Limit& l : limits.rows) {
       if (l.median > 0) {
-        std::printf("  %-44s %7.2f GB/s%s\n", l.label.c_str(), l.median,
-                    l.best_of.empty() ? "" : ("  (" + l.best_of + ")").c_str());
+        Printf("  %-44s %7.2f GB/s%s\n", l.label.c_str(), l.median,
+               l.best_of.empty() ? "" : ("  (" + l.best_of + ")").c_str());
       } else {
-        std::printf("  %-44s %7s       (not measured: %s)\n", l.label.c_str(), "-",
-                    l.not_measured.c_str());
+        Printf("  %-44s %7s       (not measured: %s)\n", l.label.c_str(), "-",
+               l.not_measured.c_str());
       }
     }
-    std::fflush(stdout);
   }
 
   Status RunOne(bool cold, const std::string& consumer, const std::string& mode, int threads,
@@ -439,14 +439,14 @@ class Bench {
   }
 
   void PrintTable(bool cold, size_t first) const {
-    std::printf("\n%s cache: median of %d, %% of the limit that bounds each load\n",
-                cold ? "COLD" : "WARM", args_.repeat);
-    std::printf("\n  %-9s %-7s %7s %8s %8s  %-12s %s\n", "consumer", "mode", "threads", "GB/s",
-                "% limit", "peak RSS", "limit it is compared with");
+    Printf("\n%s cache: median of %d, %% of the limit that bounds each load\n",
+           cold ? "COLD" : "WARM", args_.repeat);
+    Printf("\n  %-9s %-7s %7s %8s %8s  %-12s %s\n", "consumer", "mode", "threads", "GB/s",
+           "% limit", "peak RSS", "limit it is compared with");
     std::string last_consumer;
     for (size_t i = first; i < measured_.size(); ++i) {
       const Measured& m = measured_[i];
-      if (!last_consumer.empty() && m.consumer != last_consumer) std::printf("\n");
+      if (!last_consumer.empty() && m.consumer != last_consumer) Printf("\n");
       last_consumer = m.consumer;
       std::string mode = m.mode;
       // Say when the loader fell back (O_DIRECT refused, io_uring refused).
@@ -459,26 +459,26 @@ class Bench {
       // The loader starts fewer threads than asked when there is less work (and at most 256).
       std::string threads = std::to_string(m.threads);
       if (m.threads_started != m.threads) threads += " (" + std::to_string(m.threads_started) + ")";
-      std::printf("  %-9s %-7s %7s %8.2f %8s  %-12s %s\n", m.consumer.c_str(), mode.c_str(),
-                  threads.c_str(), m.median_gb_per_s, percent, FormatBytes(m.peak_rss).c_str(),
-                  m.bound.label.c_str());
+      Printf("  %-9s %-7s %7s %8.2f %8s  %-12s %s\n", m.consumer.c_str(), mode.c_str(),
+             threads.c_str(), m.median_gb_per_s, percent, FormatBytes(m.peak_rss).c_str(),
+             m.bound.label.c_str());
     }
     bool fell_back = false;
     for (size_t i = first; i < measured_.size(); ++i) {
       const Measured& m = measured_[i];
       fell_back |= (m.mode == "direct" && m.read_path != "direct") || (m.mode == "uring" && !m.io_uring);
     }
-    if (fell_back) std::printf("  * the system refused this mode; the loader fell back to pread\n");
+    if (fell_back) Printf("  * the system refused this mode; the loader fell back to pread\n");
     double resident = 0;
     for (size_t i = first; i < measured_.size(); ++i) {
       resident = std::max(resident, measured_[i].resident_before);
     }
     if (cold && resident > 0.05) {
-      std::printf("  warning: up to %.0f%% of the files stayed in the page cache after %s (another "
-                  "process maps them?): these cold numbers are partly warm\n",
-                  100 * resident, bench::CacheDropMethodName(drop_method_));
+      Printf(
+          "  warning: up to %.0f%% of the files stayed in the page cache after %s (another "
+          "process maps them?): these cold numbers are partly warm\n",
+          100 * resident, bench::CacheDropMethodName(drop_method_));
     }
-    std::fflush(stdout);
   }
 
   const BenchArgs& args_;
@@ -585,24 +585,32 @@ int RunBench(const BenchArgs& args) {
   if (int(args.cold) + int(args.warm) + int(args.both) > 1) {
     throw UsageError{"--cold, --warm and --both exclude each other"};
   }
+  if (args.json_file && args.json_file->empty()) throw UsageError{"--json needs a file name"};
+  if (args.chart_file && args.chart_file->empty()) throw UsageError{"--chart needs a file name"};
   const Bench::Lists lists = Bench::ParseLists(args);
   const bool cold = args.cold || args.both;
   const bool warm = args.warm || args.both || !args.cold;
   Result<std::string> self = bench::SelfExecutable();
-  if (!self.ok()) return ReportError(self.status());
+  if (!self.ok()) return ReportError(self.status(), args.path);
+  // SIGINT, SIGTERM and SIGHUP reach the running `stload load` child too, and the bench then ends
+  // as that signal would have ended it, with no child left behind.
+  bench::ForwardTerminationSignals();
   Result<Checkpoint> ckpt = Checkpoint::Open(args.path);
-  if (!ckpt.ok()) return ReportError(ckpt.status());
+  if (!ckpt.ok()) return ReportError(ckpt.status(), args.path);
   for (const std::string& w : ckpt->warnings()) Warn(w);
 
   Bench bench(args, lists, *ckpt);
-  if (Status s = bench.Run(warm, cold); !s.ok()) return ReportError(s);
+  if (Status s = bench.Run(warm, cold); !s.ok()) {
+    bench::RaiseForwardedSignal();
+    return ReportError(s, args.path);
+  }
   const json report = bench.ToJson();
 
-  if (!args.json_file.empty()) {
-    if (Status s = WriteReport(report, args.json_file); !s.ok()) return ReportError(s);
+  if (args.json_file) {
+    if (Status s = WriteReport(report, *args.json_file); !s.ok()) return ReportError(s);
   }
-  if (args.chart_file.empty()) return kExitOk;
-  std::string json_path = args.json_file;
+  if (!args.chart_file) return kExitOk;
+  std::string json_path = args.json_file.value_or("");
   std::string temporary;
   if (json_path.empty()) {
     std::string name = (std::filesystem::temp_directory_path() / "stload-bench-XXXXXX").string();
@@ -612,17 +620,15 @@ int RunBench(const BenchArgs& args) {
     temporary = json_path = name;
     if (Status s = WriteReport(report, json_path); !s.ok()) return ReportError(s);
   }
-  int exit_code = kExitOk;
-  if (Status s = WriteChart(*self, json_path, args.chart_file); !s.ok()) {
-    exit_code = ReportError(s);
-  } else {
-    std::printf("\nchart: %s\n", args.chart_file.c_str());
-  }
+  const Status drawn = WriteChart(*self, json_path, *args.chart_file);
   if (!temporary.empty()) {
     std::error_code ec;
     std::filesystem::remove(temporary, ec);
   }
-  return exit_code;
+  bench::RaiseForwardedSignal();
+  if (!drawn.ok()) return ReportError(drawn);
+  Printf("\nchart: %s\n", args.chart_file->c_str());
+  return kExitOk;
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "stload/load_config.h"
 #include "stload/status.h"
@@ -18,8 +19,12 @@ struct UsageError {
   std::string message;
 };
 
-// Prints "stload: error: <file base name>: <reason>" on stderr and returns 1.
-int ReportError(const Status& status);
+// Prints "stload: error: <file base name>: <reason>" on stderr and returns 1. An error that names
+// no file (the loader's "cannot start a reader thread") is shown with `fallback_path`, the file or
+// directory the command was given; an empty one is shown as ''. Control characters from file
+// contents (tensor names) are escaped, so that a message stays one line and cannot drive the
+// terminal.
+int ReportError(const Status& status, const std::string& fallback_path = "");
 
 // Prints "stload: warning: <text>" on stderr.
 void Warn(const std::string& text);
@@ -31,14 +36,42 @@ struct LoadFlags {
   bool mmap = false;
   bool direct_io = false;
   bool io_uring = false;
-  std::string memory_limit;  // size string, empty if not given
-  std::string order;         // natural|index|file|any, empty if not given
+  std::optional<std::string> memory_limit;  // size string, if given (an empty one is invalid)
+  std::optional<std::string> order;         // natural|index|file|any, if given
   std::optional<std::string> extra_config;  // JSON, if given (an empty value is invalid JSON)
 
   void AddTo(CLI::App& command);
   // --extra-config first, then the explicit flags on top. A bad value is a UsageError.
   LoadConfig ToConfig() const;
 };
+
+// Standard output. Every command prints through these, which write(2) to descriptor 1 at once and
+// remember the first failure (a full disk, a closed descriptor, a pipe whose reader left while
+// SIGPIPE is ignored); later output is dropped. main() then fails the command with
+// "stload: error: write error: <strerror>", as sha256sum does, instead of exiting 0 with the
+// output lost.
+void Print(std::string_view text);
+void Printf(const char* format, ...) __attribute__((format(printf, 1, 2)));
+
+// Flushes what went through stdio or std::cout (CLI11's --help) and closes descriptor 1, and
+// returns the errno of the first failed write, or 0 if every write succeeded.
+int FinishStdout();
+
+// Opens /dev/null over descriptors 0, 1 and 2 where they are closed, so that no file the command
+// opens (a checkpoint, a shard being written) can become its standard output. Descriptor 1 gets
+// /dev/null read-only: writes to it still fail (EBADF), as they would on the closed descriptor.
+void GuardStandardDescriptors();
+
+// A name as GNU sha256sum (coreutils 9) prints a file name: in a name holding a backslash, a
+// newline or a carriage return, those are written as two characters each (backslash backslash,
+// backslash n, backslash r) and `escaped` is set, and the caller starts the line with a
+// backslash; any other name is returned unchanged and `escaped` cleared.
+std::string EscapeLikeSha256sum(std::string_view name, bool& escaped);
+
+// `text` made safe for a terminal: C0 controls and DEL as \xHH (ESC is \x1b), C1 controls and
+// the Unicode bidirectional overrides as \uHHHH, bytes that are not UTF-8 as \xHH; other UTF-8
+// unchanged. With `escape_backslash`, a backslash becomes two, so the escaped form is unambiguous.
+std::string EscapeForTerminal(std::string_view text, bool escape_backslash = true);
 
 // "1.50 GiB", "512 B".
 std::string FormatBytes(uint64_t bytes);

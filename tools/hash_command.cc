@@ -1,12 +1,15 @@
 // `stload hash PATH`: the SHA-256 of every tensor's raw bytes, one line per tensor sorted by name
-// (byte order), in the format of sha256sum: "<hex>  <name>". Reads through the loader with the
-// given options; every option combination prints the same lines.
+// (byte order), in the format of sha256sum: "<hex>  <name>", with sha256sum's escaping of names
+// holding a backslash, newline or carriage return (the line then starts with a backslash), so a
+// name cannot forge lines. Reads through the loader with the given options; every option
+// combination prints the same lines.
 #include <openssl/evp.h>
 
 #include <algorithm>
 #include <iostream>
 #include <memory>
 #include <mutex>
+#include <system_error>
 #include <thread>
 
 #include "cli_common.h"
@@ -49,12 +52,12 @@ std::string Sha256Hex(std::span<const std::byte> bytes) {
 int RunHash(const HashArgs& args) {
   LoadConfig config = args.flags.ToConfig();
   Result<Checkpoint> ckpt = Checkpoint::Open(args.path);
-  if (!ckpt.ok()) return ReportError(ckpt.status());
+  if (!ckpt.ok()) return ReportError(ckpt.status(), args.path);
   for (const std::string& w : ckpt->warnings()) Warn(w);
 
   ProgressBar bar(!args.no_progress);
   Result<Loader> loader = Loader::Open(*ckpt, config, bar.Callback());
-  if (!loader.ok()) return ReportError(loader.status());
+  if (!loader.ok()) return ReportError(loader.status(), args.path);
   for (const std::string& w : loader->stats().warnings) Warn(w);
 
   // Hashing runs on several threads that take weights from the loader in turn.
@@ -85,10 +88,18 @@ int RunHash(const HashArgs& args) {
   const int hashers = std::max(
       1, std::min<int>(config.reader_threads(), static_cast<int>(std::thread::hardware_concurrency())));
   std::vector<std::thread> threads;
-  for (int i = 1; i < hashers; ++i) threads.emplace_back(hasher);
+  for (int i = 1; i < hashers; ++i) {
+    // The system may refuse a thread (ulimit -u, a pids cgroup): hash with those there are, as
+    // the loader reads with the threads it could start. This thread always hashes too.
+    try {
+      threads.emplace_back(hasher);
+    } catch (const std::system_error&) {
+      break;
+    }
+  }
   hasher();
   for (std::thread& t : threads) t.join();
-  if (!error.ok()) return ReportError(error);
+  if (!error.ok()) return ReportError(error, args.path);
 
   std::vector<uint32_t> order(hashes.size());
   for (uint32_t i = 0; i < order.size(); ++i) order[i] = i;
@@ -96,8 +107,12 @@ int RunHash(const HashArgs& args) {
     return ckpt->tensors()[a].name < ckpt->tensors()[b].name;
   });
   std::string out;
-  for (uint32_t index : order) out += hashes[index] + "  " + ckpt->tensors()[index].name + "\n";
-  std::cout << out;
+  for (uint32_t index : order) {
+    bool escaped = false;
+    const std::string name = EscapeLikeSha256sum(ckpt->tensors()[index].name, escaped);
+    out += (escaped ? "\\" : "") + hashes[index] + "  " + name + "\n";
+  }
+  Print(out);
   return kExitOk;
 }
 

@@ -1,5 +1,6 @@
 // `stload inspect PATH [--json]`: what a checkpoint holds, validated.
 #include <algorithm>
+#include <cstdio>
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -22,6 +23,37 @@ std::string ShapeText(const std::vector<uint64_t>& shape) {
   return s + "]";
 }
 
+// `text` is valid UTF-8 JSON, so these code points occur only inside strings, where \uHHHH means
+// the same.
+std::string EscapeJsonForTerminal(const std::string& text) {
+  std::string out;
+  out.reserve(text.size());
+  char code[8];
+  for (size_t i = 0; i < text.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
+    const unsigned char c1 = i + 1 < text.size() ? static_cast<unsigned char>(text[i + 1]) : 0;
+    const unsigned char c2 = i + 2 < text.size() ? static_cast<unsigned char>(text[i + 2]) : 0;
+    unsigned code_point = 0;
+    size_t length = 0;
+    if (c == 0x7f) {
+      code_point = 0x7f, length = 1;
+    } else if (c == 0xc2 && c1 >= 0x80 && c1 <= 0x9f) {
+      code_point = c1, length = 2;
+    } else if (c == 0xe2 && ((c1 == 0x80 && c2 >= 0xaa && c2 <= 0xae) ||
+                             (c1 == 0x81 && c2 >= 0xa6 && c2 <= 0xa9))) {
+      code_point = 0x2000u | ((c1 & 0x3fu) << 6) | (c2 & 0x3fu), length = 3;
+    }
+    if (length == 0) {
+      out += static_cast<char>(c);
+      continue;
+    }
+    std::snprintf(code, sizeof code, "\\u%04x", code_point);
+    out += code;
+    i += length - 1;
+  }
+  return out;
+}
+
 void PrintJson(const Checkpoint& ckpt) {
   nlohmann::ordered_json tensors = nlohmann::ordered_json::array();
   for (const TensorInfo& t : ckpt.tensors()) {
@@ -38,7 +70,12 @@ void PrintJson(const Checkpoint& ckpt) {
                                 {"total_bytes", ckpt.total_bytes()}};
   // Names come from untrusted files: invalid UTF-8 cannot occur (the parser rejects it), but
   // replace rather than throw if it ever did.
-  std::cout << out.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << "\n";
+  // The dump escapes every control character below U+0020 (ESC as \u001b); DEL, the C1 controls
+  // and the bidirectional overrides, which JSON allows raw, are escaped too, so that a name cannot
+  // drive a terminal the output is shown on.
+  Print(EscapeJsonForTerminal(
+            out.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace)) +
+        "\n");
 }
 
 void PrintTable(const Checkpoint& ckpt) {
@@ -47,9 +84,12 @@ void PrintTable(const Checkpoint& ckpt) {
   };
   std::vector<Row> rows;
   rows.push_back({"NAME", "DTYPE", "SHAPE", "SIZE", "FILE"});
+  // Names come from the files: escaped, so that a name cannot move the cursor, clear the screen,
+  // retitle the terminal or fake rows.
   for (const TensorInfo& t : ckpt.tensors()) {
-    rows.push_back({t.name, std::string(DTypeName(t.dtype)), ShapeText(t.shape),
-                    FormatBytes(t.size_bytes()), ckpt.shards()[t.shard].file_name});
+    rows.push_back({EscapeForTerminal(t.name), std::string(DTypeName(t.dtype)), ShapeText(t.shape),
+                    FormatBytes(t.size_bytes()),
+                    EscapeForTerminal(ckpt.shards()[t.shard].file_name)});
   }
   size_t w[4] = {0, 0, 0, 0};
   for (const Row& r : rows) {
@@ -66,13 +106,15 @@ void PrintTable(const Checkpoint& ckpt) {
     out += std::string(w[3] - r.size.size(), ' ') + r.size + "  ";
     out += r.file + "\n";
   }
-  std::cout << out;
   const size_t files = ckpt.shards().size();
-  std::cout << ckpt.tensors().size() << " tensors, " << FormatBytes(ckpt.total_bytes()) << " ("
-            << ckpt.total_bytes() << " bytes) in " << files << (files == 1 ? " file" : " files")
-            << (ckpt.has_index() ? " (with index)" : "") << "\n";
+  out += std::to_string(ckpt.tensors().size()) + " tensors, " + FormatBytes(ckpt.total_bytes()) +
+         " (" + std::to_string(ckpt.total_bytes()) + " bytes) in " + std::to_string(files) +
+         (files == 1 ? " file" : " files") + (ckpt.has_index() ? " (with index)" : "") + "\n";
   const Metadata metadata = ckpt.metadata();
-  for (const auto& [key, value] : metadata) std::cout << "metadata: " << key << " = " << value << "\n";
+  for (const auto& [key, value] : metadata) {
+    out += "metadata: " + EscapeForTerminal(key) + " = " + EscapeForTerminal(value) + "\n";
+  }
+  Print(out);
 }
 
 }  // namespace
@@ -89,7 +131,7 @@ Runner AddInspectCommand(CLI::App& app) {
                 "metadata, total_bytes");
   return [args] {
     Result<Checkpoint> ckpt = Checkpoint::Open(args->path);
-    if (!ckpt.ok()) return ReportError(ckpt.status());
+    if (!ckpt.ok()) return ReportError(ckpt.status(), args->path);
     for (const std::string& w : ckpt->warnings()) Warn(w);
     if (args->json) {
       PrintJson(*ckpt);

@@ -46,7 +46,11 @@ Status RunPrealloc(const Checkpoint& ckpt, const LoadConfig& config, ProgressFn 
                    Report& report) {
   const Clock::time_point setup = Clock::now();
   TouchedMemory memory(ckpt.total_bytes());
-  if (!memory.ok()) return ResourceExhaustedError("cannot allocate the destination memory");
+  if (!memory.ok()) {
+    return ResourceExhaustedError("cannot allocate the destination memory (" +
+                                  FormatBytes(ckpt.total_bytes()) + ")")
+        .WithPath(ckpt.path());
+  }
   std::vector<Destination> destinations;
   uint64_t offset = 0;
   for (uint32_t i = 0; i < ckpt.tensors().size(); ++i) {
@@ -68,7 +72,12 @@ Status RunIterator(const Checkpoint& ckpt, const LoadConfig& config, bool keep,
   uint64_t largest = 0;
   for (const TensorInfo& t : ckpt.tensors()) largest = std::max(largest, t.size_bytes());
   TouchedMemory destination(keep ? 0 : largest);
-  if (!destination.ok()) return ResourceExhaustedError("cannot allocate the destination memory");
+  if (!destination.ok()) {
+    return ResourceExhaustedError(
+               "cannot allocate the destination memory for the largest tensor (" +
+               FormatBytes(largest) + ")")
+        .WithPath(ckpt.path());
+  }
   std::vector<Weight> kept;
   const Clock::time_point start = Clock::now();
   STLOAD_ASSIGN_OR_RETURN(Loader loader, Loader::Open(ckpt, config, std::move(progress)));
@@ -94,10 +103,10 @@ int RunLoad(const LoadArgs& args) {
   // A state dict holds everything: without an explicit limit, do not throttle reading ahead, and
   // without an explicit read path use mmap, which keeps the weights in the page cache instead of
   // faulting in fresh memory for all of them (README, "Measured").
-  if (args.consumer == "keep" && args.flags.memory_limit.empty()) config.memory_limit = UINT64_MAX / 2;
+  if (args.consumer == "keep" && !args.flags.memory_limit) config.memory_limit = UINT64_MAX / 2;
   if (args.consumer == "keep" && !config.disable_mmap.has_value()) config.disable_mmap = false;
   Result<Checkpoint> ckpt = Checkpoint::Open(args.path);
-  if (!ckpt.ok()) return ReportError(ckpt.status());
+  if (!ckpt.ok()) return ReportError(ckpt.status(), args.path);
   for (const std::string& w : ckpt->warnings()) Warn(w);
 
   Report report;
@@ -109,7 +118,7 @@ int RunLoad(const LoadArgs& args) {
                  : RunIterator(*ckpt, config, args.consumer == "keep", bar.Callback(), report);
   }
   for (const std::string& w : report.stats.warnings) Warn(w);
-  if (!status.ok()) return ReportError(status);
+  if (!status.ok()) return ReportError(status, args.path);
 
   const double gbps = report.seconds > 0 ? report.bytes / report.seconds / 1e9 : 0;
   const uint64_t peak_rss = PeakRssBytes();
@@ -130,20 +139,20 @@ int RunLoad(const LoadArgs& args) {
         {"peak_held_bytes", report.stats.peak_held_bytes},
         {"fresh_bytes", report.stats.fresh_bytes},
     };
-    std::cout << out.dump(2) << "\n";
+    Print(out.dump(2) + "\n");
   } else {
-    std::printf("loaded %llu tensors, %s in %.3f s: %.2f GB/s\n",
-                static_cast<unsigned long long>(report.tensors), FormatBytes(report.bytes).c_str(),
-                report.seconds, gbps);
-    std::printf("consumer %s, read path %s%s, %d threads, order %s\n", args.consumer.c_str(),
-                std::string(ReadPathName(report.stats.read_path)).c_str(),
-                report.stats.io_uring ? " (io_uring)" : "", report.stats.threads,
-                std::string(LoadOrderName(config.order)).c_str());
+    Printf("loaded %llu tensors, %s in %.3f s: %.2f GB/s\n",
+           static_cast<unsigned long long>(report.tensors), FormatBytes(report.bytes).c_str(),
+           report.seconds, gbps);
+    Printf("consumer %s, read path %s%s, %d threads, order %s\n", args.consumer.c_str(),
+           std::string(ReadPathName(report.stats.read_path)).c_str(),
+           report.stats.io_uring ? " (io_uring)" : "", report.stats.threads,
+           std::string(LoadOrderName(config.order)).c_str());
     if (args.consumer == "prealloc") {
-      std::printf("destination allocated and touched in %.3f s (not counted above)\n",
-                  report.setup_seconds);
+      Printf("destination allocated and touched in %.3f s (not counted above)\n",
+             report.setup_seconds);
     }
-    std::printf("peak RSS %s\n", FormatBytes(peak_rss).c_str());
+    Printf("peak RSS %s\n", FormatBytes(peak_rss).c_str());
   }
   return kExitOk;
 }

@@ -1,6 +1,7 @@
 // The `stload` command-line tool. Exit status: 0 success; 1 invalid, corrupt or unreadable
 // checkpoint; 2 usage error.
 #include <CLI/CLI.hpp>
+#include <cstring>
 #include <iostream>
 #include <map>
 #include <string>
@@ -12,7 +13,20 @@
 #define STLOAD_VERSION "unknown"
 #endif
 
-int main(int argc, char** argv) {
+namespace {
+
+// Every exit goes through here: output that could not be written fails the command, as in
+// coreutils (`sha256sum > /dev/full`: "sha256sum: write error: No space left on device", 1).
+int Finish(int exit_code) {
+  using namespace stload::cli;
+  if (const int error = FinishStdout(); error != 0) {
+    std::cerr << "stload: error: write error: " << std::strerror(error) << "\n";
+    return exit_code == kExitOk ? static_cast<int>(kExitBadCheckpoint) : exit_code;
+  }
+  return exit_code;
+}
+
+int Run(int argc, char** argv) {
   using namespace stload::cli;
   CLI::App app{"stload: a fast, strict loader of safetensors checkpoints", "stload"};
   app.set_version_flag("--version", "stload " STLOAD_VERSION);
@@ -66,4 +80,11 @@ int main(int argc, char** argv) {
     return kExitUsage;
   }
   return kExitUsage;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  stload::cli::GuardStandardDescriptors();
+  return Finish(Run(argc, argv));
 }

@@ -13,7 +13,7 @@ namespace {
 struct MakeArgs {
   std::string dir;
   std::string preset = "llama";
-  std::string total;  // empty: the preset's default
+  std::optional<std::string> total;  // unset: the preset's default
   uint32_t shards = 4;
   std::string dtype = "BF16";
   uint64_t seed = 0;
@@ -27,7 +27,7 @@ int RunMake(const MakeArgs& args) {
   spec.preset = *preset;
   // many-small's default is the 100,000 tiny tensors of a large MoE checkpoint's header.
   const std::string total_text =
-      !args.total.empty() ? args.total : *preset == synth::Preset::kManySmall ? "51200000" : "256MiB";
+      args.total ? *args.total : *preset == synth::Preset::kManySmall ? "51200000" : "256MiB";
   Result<uint64_t> total = ParseByteSize(total_text);
   if (!total.ok()) throw UsageError{"--total: " + total.status().reason()};
   if (*total < 1024 || *total > (1ull << 40)) throw UsageError{"--total must be 1KiB to 1TiB"};
@@ -45,14 +45,16 @@ int RunMake(const MakeArgs& args) {
   }
   Result<synth::Summary> summary = synth::WriteCheckpoint(args.dir, spec);
   if (!summary.ok()) {
-    if (summary.status().code() == ErrorCode::kInvalidArgument) {
+    // A spec that cannot be met names no file; a refused DIR or entry does.
+    if (summary.status().code() == ErrorCode::kInvalidArgument &&
+        summary.status().context().path.empty()) {
       throw UsageError{summary.status().reason()};
     }
-    return ReportError(summary.status());
+    return ReportError(summary.status(), args.dir);
   }
-  std::cout << "wrote " << summary->files.size() << " files, " << summary->tensors << " tensors, "
-            << FormatBytes(summary->bytes) << " (" << summary->bytes << " bytes) to " << args.dir
-            << "\n";
+  Print("wrote " + std::to_string(summary->files.size()) + " files, " +
+        std::to_string(summary->tensors) + " tensors, " + FormatBytes(summary->bytes) + " (" +
+        std::to_string(summary->bytes) + " bytes) to " + args.dir + "\n");
   return kExitOk;
 }
 
@@ -79,10 +81,12 @@ Runner AddMakeCheckpointCommand(CLI::App& app) {
       ->type_name("K")
       ->capture_default_str();
   cmd->add_option("--dtype", args->dtype, "Element type of every tensor")->capture_default_str();
-  // CLI11 would read "-1" into the unsigned seed as 2^64 - 1; refuse a minus sign instead.
+  // CLI11 would read "-1" into the unsigned seed as 2^64 - 1, and "" as 0; refuse both.
   const CLI::Validator unsigned_integer(
       [](std::string& text) -> std::string {
-        return text.find('-') == std::string::npos ? "" : "must be a non-negative integer";
+        return !text.empty() && text.find('-') == std::string::npos
+                   ? ""
+                   : "must be a non-negative integer";
       },
       "");
   cmd->add_option("--seed", args->seed, "Seed of the random bytes (a non-negative integer)")

@@ -1,5 +1,4 @@
 #include "bench/machine_limits.h"
-#include "touched_memory.h"
 
 #include <fcntl.h>
 #if STLOAD_WITH_IO_URING
@@ -7,6 +6,7 @@
 #endif
 #include <sched.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -15,8 +15,11 @@
 #include <chrono>
 #include <cstring>
 #include <mutex>
+#include <system_error>
 #include <thread>
 #include <vector>
+
+#include "touched_memory.h"
 
 namespace stload::cli::bench {
 namespace {
@@ -51,12 +54,21 @@ class Fd {
 };
 
 // Runs work(0) .. work(threads - 1) at once, on this thread and threads - 1 others, and returns
-// the seconds until all have finished.
+// the seconds until all have finished. If the system refuses a thread, the work already started
+// is waited for and the result is kResourceExhausted: the measurement would not be what it says.
 template <typename Work>
-double TimeOnThreads(int threads, Work work) {
+Result<double> TimeOnThreads(int threads, Work work) {
   const Clock::time_point start = Clock::now();
   std::vector<std::thread> pool;
-  for (int t = 1; t < threads; ++t) pool.emplace_back(work, t);
+  for (int t = 1; t < threads; ++t) {
+    try {
+      pool.emplace_back(work, t);
+    } catch (const std::system_error& e) {
+      for (std::thread& th : pool) th.join();
+      return ResourceExhaustedError("cannot start measuring thread " + std::to_string(t + 1) +
+                                    " of " + std::to_string(threads) + ": " + e.code().message());
+    }
+  }
   work(0);
   for (std::thread& th : pool) th.join();
   return SecondsSince(start);
@@ -91,11 +103,6 @@ int UsableCpus() {
 }
 
 Result<double> TimeBufferedRead(std::span<const BenchFile> files, int threads) {
-  std::vector<std::unique_ptr<Fd>> fds;
-  for (const BenchFile& f : files) {
-    fds.push_back(std::make_unique<Fd>(::open(f.path.c_str(), O_RDONLY | O_CLOEXEC)));
-    if (fds.back()->get() < 0) return IoError(errno, "open").WithPath(f.path);
-  }
   const std::vector<Piece> pieces = CutIntoPieces(files, threads);
   const uint64_t destination_bytes = DestinationBytes(threads);
   std::vector<std::unique_ptr<TouchedMemory>> buffers;
@@ -114,7 +121,7 @@ Result<double> TimeBufferedRead(std::span<const BenchFile> files, int threads) {
       const Piece& p = pieces[i];
       for (uint64_t at = p.begin; at < p.end;) {
         if (slot + kReadBlock > destination_bytes) slot = 0;
-        const ssize_t n = ::pread(fds[p.file]->get(), destination + slot,
+        const ssize_t n = ::pread(files[p.file].fd, destination + slot,
                                   std::min(kReadBlock, p.end - at), static_cast<off_t>(at));
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
@@ -129,7 +136,7 @@ Result<double> TimeBufferedRead(std::span<const BenchFile> files, int threads) {
       }
     }
   };
-  const double seconds = TimeOnThreads(threads, work);
+  STLOAD_ASSIGN_OR_RETURN(const double seconds, TimeOnThreads(threads, work));
   if (!error.ok()) return error;
   return seconds;
 }
@@ -169,10 +176,24 @@ Result<double> TimeDirectRead(std::span<const BenchFile> files, unsigned queue_d
 
   const Clock::time_point start = Clock::now();
   for (const BenchFile& f : files) {
-    Fd fd(::open(f.path.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT));
+    // The validated file itself, reopened with O_DIRECT through its descriptor, as the loader's
+    // O_DIRECT path does. /proc/self/fd/N names that inode whatever the path now holds; checked
+    // all the same, and O_NONBLOCK so that nothing could make the open wait.
+    const std::string self_fd = "/proc/self/fd/" + std::to_string(f.fd);
+    Fd fd(::open(self_fd.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT | O_NONBLOCK));
     if (fd.get() < 0) {
       if (errno == EINVAL) return UnsupportedError("the file system refuses O_DIRECT");
+      if (errno == ENOENT) {
+        return UnsupportedError("/proc is not mounted: cannot reopen for O_DIRECT");
+      }
       return IoError(errno, "open with O_DIRECT").WithPath(f.path);
+    }
+    struct stat reopened {};
+    struct stat validated {};
+    if (::fstat(fd.get(), &reopened) != 0 || ::fstat(f.fd, &validated) != 0 ||
+        !S_ISREG(reopened.st_mode) || reopened.st_dev != validated.st_dev ||
+        reopened.st_ino != validated.st_ino) {
+      return InvalidArgumentError("not the regular file that was validated").WithPath(f.path);
     }
     // Reads are whole aligned blocks; past the end of the file they come back short.
     uint64_t next_offset = 0, bytes = 0;
@@ -254,22 +275,23 @@ Result<double> TimeParallelDirectRead(std::span<const BenchFile> files, int thre
   std::vector<std::vector<BenchFile>> shares(static_cast<size_t>(threads));
   for (size_t i = 0; i < files.size(); ++i) shares[i % shares.size()].push_back(files[i]);
   std::vector<Status> errors(shares.size());
-  const double seconds = TimeOnThreads(threads, [&](int t) {
+  auto work = [&](int t) {
     Result<double> r = TimeDirectRead(shares[static_cast<size_t>(t)], queue_depth, block_bytes);
     if (!r.ok()) errors[static_cast<size_t>(t)] = r.status();
-  });
+  };
+  STLOAD_ASSIGN_OR_RETURN(const double seconds, TimeOnThreads(threads, work));
   for (const Status& e : errors) {
     if (!e.ok()) return e;
   }
   return seconds;
 }
 
-double MeasureMemcpy(int threads, uint64_t bytes_per_thread) {
+Result<double> MeasureMemcpy(int threads, uint64_t bytes_per_thread) {
   std::vector<std::unique_ptr<TouchedMemory>> from, to;
   for (int t = 0; t < threads; ++t) {
     from.push_back(std::make_unique<TouchedMemory>(bytes_per_thread));
     to.push_back(std::make_unique<TouchedMemory>(bytes_per_thread));
-    if (!from.back()->data() || !to.back()->data()) return 0;
+    if (!from.back()->data() || !to.back()->data()) return 0.0;
   }
   constexpr int kRounds = 4;
   auto work = [&](int t) {
@@ -277,13 +299,13 @@ double MeasureMemcpy(int threads, uint64_t bytes_per_thread) {
       std::memcpy(to[t]->data(), from[t]->data(), bytes_per_thread);
     }
   };
-  const double seconds = TimeOnThreads(threads, work);
+  STLOAD_ASSIGN_OR_RETURN(const double seconds, TimeOnThreads(threads, work));
   return static_cast<double>(bytes_per_thread) * kRounds * threads / seconds / 1e9;
 }
 
-double MeasureFreshTouch(uint64_t bytes, bool huge_page_advice, int threads) {
+Result<double> MeasureFreshTouch(uint64_t bytes, bool huge_page_advice, int threads) {
   void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) return 0;
+  if (p == MAP_FAILED) return 0.0;
   std::byte* base = static_cast<std::byte*>(p);
   const uint64_t slice = (bytes / static_cast<uint64_t>(threads) + 4095) / 4096 * 4096;
   auto touch = [&](int t) {
@@ -291,9 +313,10 @@ double MeasureFreshTouch(uint64_t bytes, bool huge_page_advice, int threads) {
     std::memset(base + begin, 1, std::min(bytes, begin + slice) - begin);
   };
   if (huge_page_advice) ::madvise(p, bytes, MADV_HUGEPAGE);
-  const double seconds = TimeOnThreads(threads, touch);
+  Result<double> seconds = TimeOnThreads(threads, touch);
   ::munmap(p, bytes);
-  return static_cast<double>(bytes) / seconds / 1e9;
+  if (!seconds.ok()) return seconds.status();
+  return static_cast<double>(bytes) / *seconds / 1e9;
 }
 
 }  // namespace stload::cli::bench

@@ -11,9 +11,13 @@
 
 namespace stload::cli::bench {
 
+// A shard as the checkpoint validated it. Every measurement reads through `fd`, the descriptor
+// the Checkpoint keeps open, never the path again: a FIFO renamed over the path afterwards would
+// block an open for ever, and another file would be measured instead of the one loaded.
 struct BenchFile {
-  std::string path;
+  std::string path;  // for messages
   uint64_t size = 0;
+  int fd = -1;  // owned by the Checkpoint
 };
 
 // The CPUs this process may run on (sched_getaffinity), at least 1.
@@ -26,10 +30,10 @@ int UsableCpus();
 // limit every buffered path pays; after the cache is emptied it is the buffered raw read.
 Result<double> TimeBufferedRead(std::span<const BenchFile> files, int threads);
 
-// O_DIRECT reads of every file, one file after another, `queue_depth` reads of `block_bytes` in
-// flight through io_uring: the device's raw sequential read, bypassing the page cache. Short
-// reads are read again from where they stopped. kUnsupported where the file system refuses
-// O_DIRECT or the kernel refuses io_uring.
+// O_DIRECT reads of every file (the same inode reopened through /proc/self/fd), one file after
+// another, `queue_depth` reads of `block_bytes` in flight through io_uring: the device's raw
+// sequential read, bypassing the page cache. Short reads are read again from where they stopped.
+// kUnsupported where the file system refuses O_DIRECT or the kernel refuses io_uring.
 Result<double> TimeDirectRead(std::span<const BenchFile> files, unsigned queue_depth,
                               uint32_t block_bytes);
 
@@ -39,11 +43,13 @@ Result<double> TimeParallelDirectRead(std::span<const BenchFile> files, int thre
                                       unsigned queue_depth, uint32_t block_bytes);
 
 // memcpy between pre-touched buffers of `bytes_per_thread` bytes on `threads` threads: GB/s.
-double MeasureMemcpy(int threads, uint64_t bytes_per_thread);
+// Like every measurement on several threads, kResourceExhausted if the system refuses a thread
+// (ulimit -u, a pids cgroup): a limit measured on fewer threads than it says would mislead.
+Result<double> MeasureMemcpy(int threads, uint64_t bytes_per_thread);
 
 // First write to `bytes` of newly mapped anonymous memory (4 KiB pages, or with MADV_HUGEPAGE),
 // split among `threads` threads, since readers fault pages in in parallel: GB/s. What a consumer
 // that keeps every weight in fresh memory pays per byte at least.
-double MeasureFreshTouch(uint64_t bytes, bool huge_page_advice, int threads);
+Result<double> MeasureFreshTouch(uint64_t bytes, bool huge_page_advice, int threads);
 
 }  // namespace stload::cli::bench

@@ -23,11 +23,9 @@ CacheDropMethod ChooseCacheDropMethod() {
 
 Status DropPageCache(std::span<const BenchFile> files, CacheDropMethod method) {
   // Dirty pages cannot be dropped; a checkpoint written just before (make-checkpoint) has many.
+  // Through the checkpoint's own descriptors, never the paths again (see BenchFile).
   for (const BenchFile& f : files) {
-    const int fd = ::open(f.path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return IoError(errno, "open").WithPath(f.path);
-    ::syncfs(fd);  // the file system, once is enough unless the files span several
-    ::close(fd);
+    ::syncfs(f.fd);  // the file system, once is enough unless the files span several
     if (method == CacheDropMethod::kDropCaches) break;
   }
   if (method == CacheDropMethod::kDropCaches) {
@@ -40,10 +38,7 @@ Status DropPageCache(std::span<const BenchFile> files, CacheDropMethod method) {
     return OkStatus();
   }
   for (const BenchFile& f : files) {
-    const int fd = ::open(f.path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return IoError(errno, "open").WithPath(f.path);
-    const int rc = ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-    ::close(fd);
+    const int rc = ::posix_fadvise(f.fd, 0, 0, POSIX_FADV_DONTNEED);
     if (rc != 0) return IoError(rc, "posix_fadvise(DONTNEED)").WithPath(f.path);
   }
   return OkStatus();
@@ -55,11 +50,9 @@ Result<double> ResidentFraction(std::span<const BenchFile> files) {
   std::vector<unsigned char> flags;
   for (const BenchFile& f : files) {
     if (f.size == 0) continue;
-    const int fd = ::open(f.path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return IoError(errno, "open").WithPath(f.path);
-    void* map = ::mmap(nullptr, f.size, PROT_READ, MAP_SHARED, fd, 0);
+    // mincore only asks the page cache; nothing is read through the mapping.
+    void* map = ::mmap(nullptr, f.size, PROT_READ, MAP_SHARED, f.fd, 0);
     const int saved = errno;
-    ::close(fd);
     if (map == MAP_FAILED) return IoError(saved, "mmap").WithPath(f.path);
     flags.assign((f.size + page - 1) / page, 0);
     const int rc = ::mincore(map, f.size, flags.data());

@@ -1,6 +1,7 @@
 #include "bench/subprocess.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -12,6 +13,66 @@
 extern char** environ;
 
 namespace stload::cli::bench {
+namespace {
+
+constexpr int kForwarded[] = {SIGINT, SIGTERM, SIGHUP};
+
+// The running child (0: none) and the signal forwarded to it (0: none). Only the handler and the
+// code that blocks the signals around their changes touch them.
+volatile sig_atomic_t g_child = 0;
+volatile sig_atomic_t g_signal = 0;
+
+void EndBySignal(int sig) {
+  struct sigaction action {};
+  action.sa_handler = SIG_DFL;
+  sigemptyset(&action.sa_mask);
+  ::sigaction(sig, &action, nullptr);
+  ::raise(sig);  // delivered as soon as the signal is unblocked (on return from the handler)
+}
+
+// Async-signal-safe: sigaction, raise, kill, and errno saved.
+void OnTerminationSignal(int sig) {
+  const int saved_errno = errno;
+  const pid_t child = static_cast<pid_t>(g_child);
+  if (child <= 0) {
+    EndBySignal(sig);
+  } else {
+    g_signal = sig;
+    ::kill(child, sig);
+    ::kill(child, SIGCONT);
+  }
+  errno = saved_errno;
+}
+
+sigset_t ForwardedSet() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int sig : kForwarded) sigaddset(&set, sig);
+  return set;
+}
+
+}  // namespace
+
+void ForwardTerminationSignals() {
+  for (int sig : kForwarded) {
+    struct sigaction old {};
+    if (::sigaction(sig, nullptr, &old) != 0 || old.sa_handler == SIG_IGN) continue;
+    struct sigaction action {};
+    action.sa_handler = OnTerminationSignal;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = 0;  // no SA_RESTART: a blocked read returns EINTR and is retried
+    ::sigaction(sig, &action, nullptr);
+  }
+}
+
+void RaiseForwardedSignal() {
+  const int sig = g_signal;
+  if (sig == 0) return;
+  EndBySignal(sig);
+  const sigset_t set = ForwardedSet();
+  ::pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+  ::_exit(128 + sig);  // not reached: the signal's default action ends the process
+}
 
 Result<std::string> SelfExecutable() {
   char self[PATH_MAX];
@@ -43,11 +104,24 @@ Result<std::string> RunCapturingStdout(const std::string& program,
   argv.push_back(const_cast<char*>(argv0.c_str()));
   for (const std::string& a : arguments) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
+  // The forwarded signals wait while the child starts, until the handler knows its pid: one
+  // arriving in between would otherwise end this process and leave the child running. The child
+  // starts with the signal mask this process had.
+  const sigset_t forwarded = ForwardedSet();
+  sigset_t previous;
+  ::pthread_sigmask(SIG_BLOCK, &forwarded, &previous);
+  posix_spawnattr_t attributes;
+  posix_spawnattr_init(&attributes);
+  posix_spawnattr_setsigmask(&attributes, &previous);
+  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK);
   pid_t pid = 0;
   const int spawned =
-      ::posix_spawnp(&pid, program.c_str(), &actions, nullptr, argv.data(), environ);
+      ::posix_spawnp(&pid, program.c_str(), &actions, &attributes, argv.data(), environ);
+  posix_spawnattr_destroy(&attributes);
   posix_spawn_file_actions_destroy(&actions);
   ::close(pipe_fds[1]);
+  if (spawned == 0) g_child = pid;
+  ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
   if (spawned != 0) {
     ::close(pipe_fds[0]);
     return IoError(spawned, "cannot run " + shown);
@@ -63,10 +137,22 @@ Result<std::string> RunCapturingStdout(const std::string& program,
   }
   ::close(pipe_fds[0]);
   int wait_status = 0;
+  int wait_errno = 0;
   for (;;) {
     if (::waitpid(pid, &wait_status, 0) == pid) break;
-    if (errno != EINTR) return IoError(errno, "waiting for " + shown);
+    if (errno != EINTR) {
+      wait_errno = errno;
+      break;
+    }
   }
+  ::pthread_sigmask(SIG_BLOCK, &forwarded, &previous);
+  g_child = 0;
+  ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+  if (g_signal != 0) {
+    return CancelledError(shown + " was ended by signal " + std::to_string(g_signal) +
+                          ", sent to this process");
+  }
+  if (wait_errno != 0) return IoError(wait_errno, "waiting for " + shown);
   if (WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == 0) return output;
   const std::string how = WIFEXITED(wait_status)
                               ? "exited with status " + std::to_string(WEXITSTATUS(wait_status))

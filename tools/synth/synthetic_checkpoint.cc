@@ -5,9 +5,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <nlohmann/json.hpp>
 
 namespace stload::synth {
@@ -143,11 +145,87 @@ Status WriteAll(int fd, const char* data, size_t size, const std::string& path) 
   return OkStatus();
 }
 
+// The directory being written, opened once: every file is created relative to it, so a path
+// component swapped for a symbolic link afterwards changes nothing.
+class OutputDir {
+ public:
+  OutputDir(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
+  ~OutputDir() { ::close(fd_); }
+  OutputDir(const OutputDir&) = delete;
+  OutputDir& operator=(const OutputDir&) = delete;
+  int fd() const { return fd_; }
+  std::string PathOf(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  int fd_;
+  std::string path_;
+};
+
+// Creates `dir` if missing and opens it, refusing a symbolic link: --force writes into a
+// directory another user may have prepared, and must not be steered elsewhere.
+Result<std::unique_ptr<OutputDir>> OpenOutputDir(const std::string& dir) {
+  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    return IoError(errno, "create directory").WithPath(dir);
+  }
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    const int open_errno = errno;
+    struct stat st {};
+    if (::lstat(dir.c_str(), &st) == 0 && S_ISLNK(st.st_mode)) {
+      return InvalidArgumentError("is a symbolic link; refusing to write through it").WithPath(dir);
+    }
+    return IoError(open_errno, "open directory").WithPath(dir);
+  }
+  return std::make_unique<OutputDir>(fd, dir);
+}
+
+// An existing entry that a file is about to replace must be a plain file: a symbolic link (or a
+// directory, a FIFO, a device) planted under a shard's name is refused, not written through.
+Status CheckReplaceable(const OutputDir& dir, const std::string& name) {
+  struct stat st {};
+  if (::fstatat(dir.fd(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (errno == ENOENT) return OkStatus();
+    return IoError(errno, "stat").WithPath(dir.PathOf(name));
+  }
+  if (S_ISLNK(st.st_mode)) {
+    return InvalidArgumentError("is a symbolic link; refusing to write through it")
+        .WithPath(dir.PathOf(name));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    return InvalidArgumentError("exists and is not a regular file").WithPath(dir.PathOf(name));
+  }
+  return OkStatus();
+}
+
+// Writes a file atomically: `write(fd)` fills a new temporary file in the directory (O_EXCL, so
+// never one that exists, and O_NOFOLLOW), which is then renamed over `name`. rename replaces the
+// entry itself, so a hard link or a symbolic link put there meanwhile is replaced, never written
+// through, and a reader sees the old file or the whole new one.
+template <typename WriteFn>
+Status WriteAtomically(const OutputDir& dir, const std::string& name, WriteFn write) {
+  static std::atomic<uint64_t> counter{0};
+  std::string temporary;
+  int fd = -1;
+  for (int attempt = 0; fd < 0; ++attempt) {
+    temporary = "." + name + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
+    fd = ::openat(dir.fd(), temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                  0644);
+    if (fd < 0 && (errno != EEXIST || attempt >= 100)) {
+      return IoError(errno, "create").WithPath(dir.PathOf(temporary));
+    }
+  }
+  Status status = write(fd, dir.PathOf(name));
+  if (::close(fd) != 0 && status.ok()) status = IoError(errno, "close").WithPath(dir.PathOf(name));
+  if (status.ok() && ::renameat(dir.fd(), temporary.c_str(), dir.fd(), name.c_str()) != 0) {
+    status = IoError(errno, "rename").WithPath(dir.PathOf(name));
+  }
+  if (!status.ok()) ::unlinkat(dir.fd(), temporary.c_str(), 0);
+  return status;
+}
+
 // One file: header, then random bytes from a generator seeded by (seed, file number).
-Status WriteShard(const std::string& path, std::span<const TensorSpec> tensors, uint64_t seed,
-                  std::vector<char>& buffer) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return IoError(errno, "create").WithPath(path);
+Status WriteShard(int fd, const std::string& path, std::span<const TensorSpec> tensors,
+                  uint64_t seed, std::vector<char>& buffer) {
   const std::pair<std::string, std::string> metadata[] = {{"format", "pt"}};
   std::string header = SerializeHeader(tensors, metadata);
   Status status = WriteAll(fd, header.data(), header.size(), path);
@@ -163,7 +241,6 @@ Status WriteShard(const std::string& path, std::span<const TensorSpec> tensors, 
     status = WriteAll(fd, buffer.data(), n, path);
     remaining -= n;
   }
-  if (::close(fd) != 0 && status.ok()) status = IoError(errno, "close").WithPath(path);
   return status;
 }
 
@@ -238,9 +315,22 @@ std::string SerializeHeader(std::span<const TensorSpec> tensors,
 
 Result<Summary> WriteCheckpoint(const std::string& dir, const Spec& spec) {
   STLOAD_ASSIGN_OR_RETURN(std::vector<TensorSpec> tensors, PlanTensors(spec));
-  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
-    return IoError(errno, "create directory").WithPath(dir);
+  STLOAD_ASSIGN_OR_RETURN(std::unique_ptr<OutputDir> out, OpenOutputDir(dir));
+  // Every name this spec writes is checked before anything is written.
+  if (spec.preset == Preset::kSingleFile) {
+    STLOAD_RETURN_IF_ERROR(CheckReplaceable(*out, "model.safetensors"));
+  } else {
+    for (uint32_t s = 0; s < spec.shards; ++s) {
+      STLOAD_RETURN_IF_ERROR(CheckReplaceable(*out, ShardName(s, spec.shards)));
+    }
+    STLOAD_RETURN_IF_ERROR(CheckReplaceable(*out, "model.safetensors.index.json"));
   }
+  auto write_shard = [&](const std::string& name, std::span<const TensorSpec> group, uint64_t seed,
+                         std::vector<char>& buffer) {
+    return WriteAtomically(*out, name, [&](int fd, const std::string& path) {
+      return WriteShard(fd, path, group, seed, buffer);
+    });
+  };
   Summary summary;
   std::vector<char> buffer(kFillBufferBytes);
   uint64_t total = 0;
@@ -250,7 +340,7 @@ Result<Summary> WriteCheckpoint(const std::string& dir, const Spec& spec) {
 
   if (spec.preset == Preset::kSingleFile) {
     uint64_t seed = spec.seed;
-    STLOAD_RETURN_IF_ERROR(WriteShard(dir + "/model.safetensors", tensors, SplitMix64(seed), buffer));
+    STLOAD_RETURN_IF_ERROR(write_shard("model.safetensors", tensors, SplitMix64(seed), buffer));
     summary.files.push_back("model.safetensors");
     return summary;
   }
@@ -275,17 +365,15 @@ Result<Summary> WriteCheckpoint(const std::string& dir, const Spec& spec) {
       weight_map += nlohmann::json(t.name).dump() + ": \"" + name + "\"";
     }
     uint64_t seed = spec.seed ^ (0x5851F42D4C957F2Dull * (s + 1));
-    STLOAD_RETURN_IF_ERROR(WriteShard(dir + "/" + name, group, SplitMix64(seed), buffer));
+    STLOAD_RETURN_IF_ERROR(write_shard(name, group, SplitMix64(seed), buffer));
     summary.files.push_back(name);
   }
   const std::string text = "{\n  \"metadata\": {\"total_size\": " + std::to_string(total) +
                            "},\n  \"weight_map\": {" + weight_map + "\n  }\n}\n";
-  const std::string index_path = dir + "/model.safetensors.index.json";
-  int fd = ::open(index_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return IoError(errno, "create").WithPath(index_path);
-  Status status = WriteAll(fd, text.data(), text.size(), index_path);
-  ::close(fd);
-  STLOAD_RETURN_IF_ERROR(status);
+  STLOAD_RETURN_IF_ERROR(
+      WriteAtomically(*out, "model.safetensors.index.json", [&](int fd, const std::string& path) {
+        return WriteAll(fd, text.data(), text.size(), path);
+      }));
   summary.files.push_back("model.safetensors.index.json");
   return summary;
 }

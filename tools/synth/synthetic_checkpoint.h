@@ -55,7 +55,11 @@ uint64_t SpecBytes(const TensorSpec& tensor);
 std::string SerializeHeader(std::span<const TensorSpec> tensors,
                             std::span<const std::pair<std::string, std::string>> metadata = {});
 
-// Writes the checkpoint into `dir` (created if missing). Never writes outside `dir`.
+// Writes the checkpoint into `dir` (created if missing). Never writes outside `dir`: `dir` must not
+// be a symbolic link, and an existing entry under a name it writes must be a regular file
+// (kInvalidArgument naming it otherwise, before anything is written); each file is written to a
+// temporary name in `dir` and renamed into place, so a hard link planted under that name is
+// replaced, not written through.
 Result<Summary> WriteCheckpoint(const std::string& dir, const Spec& spec);
 
 }  // namespace stload::synth
