@@ -1,0 +1,151 @@
+// A header that declares more memory than the machine has (issue 16, item 4): a 1 TiB tensor in
+// a sparse file of a few bytes on disk is kResourceExhausted naming the file and the tensor, not
+// an allocation that succeeds and then gets the process OOM-killed as it is filled.
+//
+// Safety: nothing here may fault in what it maps. The loader test runs in a child process placed
+// in a memory cgroup of its own limited to kChildMemoryBytes (where the test may create one), so
+// that code which does fault the tensor in gets that child killed, never the machine; where no
+// cgroup can be made, the child runs under an RLIMIT_AS of the same size instead.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <optional>
+#include <string>
+
+#include "io/buffer_pool.h"
+#include "stload/checkpoint.h"
+#include "stload/load_config.h"
+#include "stload/loader.h"
+#include "support/read_paths.h"
+#include "support/test_files.h"
+
+namespace stload {
+namespace {
+
+using test::Path;
+
+constexpr uint64_t kTiB = 1ull << 40;
+constexpr uint64_t kChildMemoryBytes = 512ull << 20;
+
+TEST(MemoryLimits, MapAnonymousRefusesWhatTheMachineCannotBack) {
+  // Mapped without MAP_NORESERVE's overcommit, 1 TiB is refused up front; nothing is touched
+  // either way, so this is safe on any machine.
+  ASSERT_GT(kTiB, io::AllocatableBytes()) << "this test assumes a machine with less than 1 TiB";
+  std::byte* p = io::MapAnonymous(kTiB);
+  if (p) ::munmap(p, kTiB);
+  EXPECT_EQ(p, nullptr);
+  // What a normal load asks for still maps.
+  std::byte* small = io::MapAnonymous(64ull << 20);
+  ASSERT_NE(small, nullptr);
+  small[0] = std::byte{1};
+  ::munmap(small, 64ull << 20);
+}
+
+TEST(MemoryLimits, BufferPoolArenaIsCappedAtWhatCanBeAllocated) {
+  io::BufferPool pool(4 * kTiB, 4096);
+  io::Buffer b = pool.TryAcquire(1 << 20);
+  ASSERT_NE(b.data, nullptr);  // the arena exists, capped
+  pool.Release(b);
+  EXPECT_EQ(pool.AcquireDedicated(kTiB).data, nullptr);
+}
+
+// A memory cgroup (v1 or v2) for one child, removed on destruction; empty path when none could
+// be made.
+class ChildCgroup {
+ public:
+  ChildCgroup() {
+    const std::string name = "stload-memory-test-" + std::to_string(::getpid());
+    for (const auto& [dir, limit_file] :
+         {std::pair<std::string, std::string>{"/sys/fs/cgroup/memory/" + name, "memory.limit_in_bytes"},
+          std::pair<std::string, std::string>{"/sys/fs/cgroup/" + name, "memory.max"}}) {
+      if (::mkdir(dir.c_str(), 0755) != 0) continue;
+      std::ofstream limit(dir + "/" + limit_file);
+      limit << kChildMemoryBytes;
+      limit.close();
+      if (limit && access((dir + "/cgroup.procs").c_str(), W_OK) == 0) {
+        dir_ = dir;
+        // v1: also no swap, where the kernel accounts it.
+        std::ofstream(dir + "/memory.memsw.limit_in_bytes") << kChildMemoryBytes;
+        return;
+      }
+      ::rmdir(dir.c_str());
+    }
+  }
+  ~ChildCgroup() {
+    if (!dir_.empty()) ::rmdir(dir_.c_str());
+  }
+  const std::string& dir() const { return dir_; }
+  // In the child: moves this process into the cgroup. False if that failed.
+  bool Enter() const {
+    std::ofstream procs(dir_ + "/cgroup.procs");
+    procs << ::getpid();
+    procs.close();
+    return static_cast<bool>(procs);
+  }
+
+ private:
+  std::string dir_;
+};
+
+class TerabyteTensor : public testing::TestWithParam<Path> {};
+
+TEST_P(TerabyteTensor, IsResourceExhaustedNamingFileAndTensor) {
+  const Path path = GetParam();
+  test::TempDir dir;
+  const std::string json = "{\"huge\":{\"dtype\":\"U8\",\"shape\":[" + std::to_string(kTiB) +
+                           "],\"data_offsets\":[0," + std::to_string(kTiB) + "]}}";
+  const std::string file = dir.File("sparse.safetensors");
+  test::WriteFile(file, test::MakeFileBytes(json, 0));
+  const uint64_t file_bytes = 8 + json.size() + kTiB;
+  if (::truncate(file.c_str(), static_cast<off_t>(file_bytes)) != 0) {
+    GTEST_SKIP() << "the temp filesystem cannot hold a sparse 1 TiB file: " << std::strerror(errno);
+  }
+  ChildCgroup cgroup;
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::alarm(60);
+    if (!cgroup.dir().empty()) {
+      if (!cgroup.Enter()) ::_exit(20);
+    } else {
+      struct rlimit as {kChildMemoryBytes * 8, kChildMemoryBytes * 8};
+      if (::setrlimit(RLIMIT_AS, &as) != 0) ::_exit(21);
+    }
+    Result<Checkpoint> checkpoint = Checkpoint::Open(file);
+    if (!checkpoint.ok()) ::_exit(22);
+    LoadConfig config = test::MakeConfig(path, 2, LoadOrder::kFile, 16ull << 20);
+    Result<Loader> loader = Loader::Open(*checkpoint, config);
+    if (!loader.ok()) ::_exit(23);
+    if (test::IsDirect(path) && loader->stats().read_path != ReadPath::kDirect) ::_exit(0);
+    Result<std::optional<Weight>> next = loader->Next();
+    if (next.ok()) ::_exit(24);
+    if (next.status().code() != ErrorCode::kResourceExhausted) ::_exit(25);
+    if (next.status().file_name() != "sparse.safetensors") ::_exit(26);
+    if (next.status().context().tensor != "huge") ::_exit(27);
+    ::_exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  if (WIFSIGNALED(status)) {
+    FAIL() << "the child was killed by signal " << WTERMSIG(status)
+           << (WTERMSIG(status) == SIGKILL ? " (the OOM killer: the tensor was faulted in)" : "")
+           << (cgroup.dir().empty() ? " [under RLIMIT_AS]" : " [in a memory cgroup]");
+  }
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << (cgroup.dir().empty() ? "under RLIMIT_AS" : "in a memory cgroup");
+}
+
+INSTANTIATE_TEST_SUITE_P(Paths, TerabyteTensor,
+                         testing::Values(Path::kPread, Path::kDirect, Path::kPreadUring),
+                         [](const auto& info) { return std::string(test::PathName(info.param)); });
+
+}  // namespace
+}  // namespace stload
