@@ -78,7 +78,9 @@ class IntoRun {
       std::lock_guard lock(mu_);
       running_ -= threads - started_;
     }
-    if (pool.empty() && threads > 0) return ResourceExhaustedError("cannot start a reader thread");
+    if (pool.empty() && threads > 0) {
+      return ResourceExhaustedError("cannot start a reader thread").WithPath(checkpoint_.path());
+    }
     const uint64_t total = TotalBytes();
     {
       std::unique_lock lock(mu_);

@@ -21,6 +21,8 @@
 #include <string>
 
 #include "io/buffer_pool.h"
+#include "io/syscalls.h"
+#include "support/fault_injection.h"
 #include "stload/checkpoint.h"
 #include "stload/load_config.h"
 #include "stload/loader.h"
@@ -146,6 +148,25 @@ TEST_P(TerabyteTensor, IsResourceExhaustedNamingFileAndTensor) {
 INSTANTIATE_TEST_SUITE_P(Paths, TerabyteTensor,
                          testing::Values(Path::kPread, Path::kDirect, Path::kPreadUring),
                          [](const auto& info) { return std::string(test::PathName(info.param)); });
+
+// Issue 16, item 15: mmap failing with ENOMEM is out of memory, kResourceExhausted, as
+// SECURITY.md promises, not an I/O error.
+TEST(MemoryLimits, MmapEnomemIsResourceExhausted) {
+  test::TempDir dir;
+  const std::string file = dir.File("model.safetensors");
+  test::WriteFile(file, test::MakeFileBytes(
+                            R"({"w":{"dtype":"U8","shape":[4096],"data_offsets":[0,4096]}})", 4096));
+  Result<Checkpoint> checkpoint = Checkpoint::Open(file);
+  ASSERT_TRUE(checkpoint.ok()) << checkpoint.status().ToString();
+  test::FaultySyscalls faults(file);
+  faults.mmap_errno = ENOMEM;
+  io::ScopedSyscalls installed(faults);
+  Result<Loader> loader = Loader::Open(*checkpoint, test::MakeConfig(Path::kMmap, 1, LoadOrder::kFile, 1 << 20));
+  ASSERT_FALSE(loader.ok());
+  EXPECT_EQ(loader.status().code(), ErrorCode::kResourceExhausted) << loader.status().ToString();
+  EXPECT_EQ(loader.status().file_name(), "model.safetensors");
+  EXPECT_EQ(loader.status().context().sys_errno, ENOMEM);
+}
 
 }  // namespace
 }  // namespace stload
