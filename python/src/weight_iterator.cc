@@ -68,11 +68,18 @@ std::unique_lock<std::mutex> WeightIterator::LockForCall() {
   return std::unique_lock<std::mutex>(mu_);
 }
 
+std::unique_lock<std::mutex> WeightIterator::LockCancel() {
+  // In a forked child a parent thread may have held cancel_mu_ at the fork (inside close()); it
+  // guards no state a child must not touch (active_ is only read there), so go on without it.
+  if (InForkedChild()) return std::unique_lock<std::mutex>(cancel_mu_, std::try_to_lock);
+  return std::unique_lock<std::mutex>(cancel_mu_);
+}
+
 WeightIterator::~WeightIterator() {
   // Joining the readers can wait for a read in flight; other Python threads may run meanwhile.
   py::gil_scoped_release release;
   {
-    std::lock_guard cancel(cancel_mu_);
+    std::unique_lock cancel = LockCancel();
     closing_ = true;
     if (active_ && !InForkedChild()) active_->Cancel();
   }
@@ -89,7 +96,7 @@ WeightIterator::~WeightIterator() {
 void WeightIterator::SetLoaderLocked(std::optional<Loader> loader) {
   std::optional<Loader> old;
   {
-    std::lock_guard cancel(cancel_mu_);
+    std::unique_lock cancel = LockCancel();
     old.swap(loader_);
     loader_.swap(loader);
     active_ = loader_ ? &*loader_ : nullptr;
@@ -169,7 +176,7 @@ void WeightIterator::Close() {
   {
     // Cancel first, without mu_, which a next() waiting for a weight holds: that next() then
     // returns at once instead of when its block is read.
-    std::lock_guard cancel(cancel_mu_);
+    std::unique_lock cancel = LockCancel();
     closing_ = true;
     if (active_ && !InForkedChild()) active_->Cancel();
   }
@@ -201,7 +208,7 @@ Result<std::optional<Weight>> WeightIterator::NextLocked(bool& warnings_first, b
   timed_out = false;
   while (!finished_) {
     {
-      std::lock_guard cancel(cancel_mu_);
+      std::unique_lock cancel = LockCancel();
       if (closing_) break;  // close() is on its way to take mu_
     }
     if (!loader_) {

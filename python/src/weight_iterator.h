@@ -83,6 +83,8 @@ class WeightIterator {
   bool InForkedChild() const;
   // Locks mu_; in a forked child only if it is free (owns_lock() says).
   std::unique_lock<std::mutex> LockForCall();
+  // Locks cancel_mu_; in a forked child only if it is free.
+  std::unique_lock<std::mutex> LockCancel();
 
   static constexpr int kSignalPollMs = 20;
 
