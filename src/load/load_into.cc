@@ -181,7 +181,10 @@ class IntoRun {
         const uint64_t e = (end + align - 1) / align * align;
         if (!bounce) {
           bounce = std::make_unique<BounceBuffer>(config_.chunk_bytes + 2 * files_.max_align());
-          if (!bounce->data()) return ResourceExhaustedError("cannot allocate an O_DIRECT buffer");
+          if (!bounce->data()) {
+            return ResourceExhaustedError("cannot allocate an O_DIRECT buffer")
+                .WithPath(files_[t.shard].info->path);
+          }
         }
         STLOAD_RETURN_IF_ERROR(files_.Read(t.shard, a, e, bounce->data()));
         std::memcpy(c.dst, bounce->data() + (begin - a), c.length);

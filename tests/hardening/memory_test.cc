@@ -15,10 +15,12 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "io/buffer_pool.h"
 #include "io/syscalls.h"
@@ -166,6 +168,52 @@ TEST(MemoryLimits, MmapEnomemIsResourceExhausted) {
   EXPECT_EQ(loader.status().code(), ErrorCode::kResourceExhausted) << loader.status().ToString();
   EXPECT_EQ(loader.status().file_name(), "model.safetensors");
   EXPECT_EQ(loader.status().context().sys_errno, ENOMEM);
+}
+
+// Issue 16, item 15: a load that cannot start any reader thread (a pids cgroup allowing none) is
+// kResourceExhausted naming the checkpoint, for both APIs. Skipped where no pids cgroup can be
+// made.
+TEST(MemoryLimits, NoReaderThreadIsResourceExhaustedNamingTheCheckpoint) {
+  test::TempDir dir;
+  const std::string file = dir.File("model.safetensors");
+  test::WriteFile(file, test::MakeFileBytes(
+                            R"({"w":{"dtype":"U8","shape":[4096],"data_offsets":[0,4096]}})", 4096));
+  const std::string cgroup = "/sys/fs/cgroup/pids/stload-threads-test-" + std::to_string(::getpid());
+  if (::mkdir(cgroup.c_str(), 0755) != 0) GTEST_SKIP() << "cannot make a pids cgroup";
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::alarm(60);
+    Result<Checkpoint> checkpoint = Checkpoint::Open(file);
+    if (!checkpoint.ok()) ::_exit(20);
+    {
+      // This process only: no thread can start once it is in the cgroup.
+      std::ofstream(cgroup + "/pids.max") << 1;
+      std::ofstream procs(cgroup + "/cgroup.procs");
+      procs << ::getpid();
+      procs.close();
+      if (!procs) ::_exit(21);
+    }
+    const LoadConfig config = test::MakeConfig(Path::kPread, 2, LoadOrder::kFile, 4096);
+    Result<Loader> loader = Loader::Open(*checkpoint, config);
+    if (loader.ok()) ::_exit(22);
+    if (loader.status().code() != ErrorCode::kResourceExhausted) {
+      std::fprintf(stderr, "%s\n", loader.status().ToString().c_str());
+      ::_exit(23);
+    }
+    if (loader.status().file_name() != "model.safetensors") ::_exit(24);
+    std::vector<std::byte> memory(4096);
+    const Destination d{0, memory};
+    Status into = LoadInto(*checkpoint, config, {&d, 1});
+    if (into.code() != ErrorCode::kResourceExhausted) ::_exit(25);
+    if (into.file_name() != "model.safetensors") ::_exit(26);
+    ::_exit(0);
+  }
+  int status = 0;
+  const bool waited = pid > 0 && ::waitpid(pid, &status, 0) == pid;
+  ::rmdir(cgroup.c_str());
+  ASSERT_TRUE(waited);
+  ASSERT_TRUE(WIFEXITED(status)) << "signal " << WTERMSIG(status);
+  EXPECT_EQ(WEXITSTATUS(status), 0);
 }
 
 }  // namespace
