@@ -308,11 +308,15 @@ void BindWeightIterator(py::module_& m) {
 Iterator of (name, array) pairs over one or more checkpoints (see stload.get_weight_iterator).
 
 close() (or dropping the iterator) stops the reader threads; arrays already yielded stay valid.
-Also a context manager that closes on exit.)doc")
+Also a context manager that closes on exit. next() can be interrupted: a signal handler that
+raises while it waits (Ctrl-C: KeyboardInterrupt) cancels the load, and the exception propagates.
+In a process forked from the one that made it, next() raises stload.Error.)doc")
       .def("__iter__", [](py::object self) { return self; })
       .def("__next__", &WeightIterator::Next)
       .def("close", &WeightIterator::Close,
-           "Stop reading: cancels outstanding reads and joins the reader threads.")
+           "Stop reading: cancels outstanding reads and joins the reader threads. Called from "
+           "another thread, it does not wait for a next() in progress: that next() ends with "
+           "StopIteration.")
       .def("__enter__", [](py::object self) { return self; })
       .def("__exit__",
            [](WeightIterator& self, const py::args&) {
