@@ -90,7 +90,8 @@ class Loader {
   // kCancelled after Cancel().
   Result<std::optional<Weight>> Next();
 
-  // Next() that waits at most `timeout` for a weight to be ready. When none is, sets *timed_out
+  // Next() that waits at most `timeout` for a weight to be ready (0: does not wait; a ready
+  // weight or the end is returned whatever the timeout). When none is, sets *timed_out
   // and returns std::nullopt, which then is not the end: call again to go on waiting. For a
   // caller that must do other work while it waits (a binding that checks for signals).
   Result<std::optional<Weight>> NextWithTimeout(std::chrono::milliseconds timeout,

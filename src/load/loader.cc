@@ -349,8 +349,8 @@ struct Loader::Impl {
 
   // The consumer needs a block that is not ready. With nothing in flight, that block has not been
   // admitted (it did not fit next to the weights the consumer still holds): admit it now, or the
-  // load would stall. Otherwise wait for a reader, until `deadline` if set (false when it passed).
-  // Caller holds shared->mu through `lock`.
+  // load would stall. Otherwise wait for a reader, until `deadline` if set. Returns false, without
+  // waiting, once `deadline` has passed. Caller holds shared->mu through `lock`.
   bool WaitForBlocks(std::unique_lock<std::mutex>& lock,
                      const std::optional<std::chrono::steady_clock::time_point>& deadline) {
     Shared& s = *shared;
@@ -363,7 +363,9 @@ struct Loader::Impl {
       s.ready_cv.wait(lock);
       return true;
     }
-    return s.ready_cv.wait_until(lock, *deadline) == std::cv_status::no_timeout;
+    if (std::chrono::steady_clock::now() >= *deadline) return false;
+    s.ready_cv.wait_until(lock, *deadline);
+    return true;
   }
 
   // `deadline`: give up waiting then, setting *timed_out (NextWithTimeout).
@@ -377,16 +379,15 @@ struct Loader::Impl {
       std::unique_lock lock(s.mu);
       while (true) {
         if (!s.error.ok()) return s.error;
-        if (deadline && std::chrono::steady_clock::now() >= *deadline) {
-          *timed_out = true;
-          return std::optional<Weight>();
-        }
         if (delivered == s.plan.sequence.size()) break;
         uint32_t pos;
         if (s.config.order == LoadOrder::kAny) {
           if (any_block < 0) {
             if (s.ready_blocks.empty()) {
-              WaitForBlocks(lock, deadline);
+              if (!WaitForBlocks(lock, deadline)) {
+                *timed_out = true;
+                return std::optional<Weight>();
+              }
               continue;
             }
             any_block = s.ready_blocks.front();
@@ -397,7 +398,10 @@ struct Loader::Impl {
         } else {
           pos = static_cast<uint32_t>(delivered);
           if (!s.blocks[s.plan.block_of[pos]].ready) {
-            WaitForBlocks(lock, deadline);
+            if (!WaitForBlocks(lock, deadline)) {
+              *timed_out = true;
+              return std::optional<Weight>();
+            }
             continue;
           }
         }
