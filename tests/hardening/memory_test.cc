@@ -127,18 +127,22 @@ TEST_P(TerabyteTensor, IsResourceExhaustedNamingFileAndTensor) {
       struct rlimit as {kChildMemoryBytes * 8, kChildMemoryBytes * 8};
       if (::setrlimit(RLIMIT_AS, &as) != 0) ::_exit(21);
     }
-    Result<Checkpoint> checkpoint = Checkpoint::Open(file);
-    if (!checkpoint.ok()) ::_exit(22);
-    LoadConfig config = test::MakeConfig(path, 2, LoadOrder::kFile, 16ull << 20);
-    Result<Loader> loader = Loader::Open(*checkpoint, config);
-    if (!loader.ok()) ::_exit(23);
-    if (test::IsDirect(path) && loader->stats().read_path != ReadPath::kDirect) ::_exit(0);
-    Result<std::optional<Weight>> next = loader->Next();
-    if (next.ok()) ::_exit(24);
-    if (next.status().code() != ErrorCode::kResourceExhausted) ::_exit(25);
-    if (next.status().file_name() != "sparse.safetensors") ::_exit(26);
-    if (next.status().context().tensor != "huge") ::_exit(27);
-    ::_exit(0);
+    // Everything is destroyed before _exit (ThreadSanitizer counts live threads at exit).
+    const int code = [&]() -> int {
+      Result<Checkpoint> checkpoint = Checkpoint::Open(file);
+      if (!checkpoint.ok()) return 22;
+      LoadConfig config = test::MakeConfig(path, 2, LoadOrder::kFile, 16ull << 20);
+      Result<Loader> loader = Loader::Open(*checkpoint, config);
+      if (!loader.ok()) return 23;
+      if (test::IsDirect(path) && loader->stats().read_path != ReadPath::kDirect) return 0;
+      Result<std::optional<Weight>> next = loader->Next();
+      if (next.ok()) return 24;
+      if (next.status().code() != ErrorCode::kResourceExhausted) return 25;
+      if (next.status().file_name() != "sparse.safetensors") return 26;
+      if (next.status().context().tensor != "huge") return 27;
+      return 0;
+    }();
+    ::_exit(code);
   }
   int status = 0;
   ASSERT_EQ(::waitpid(pid, &status, 0), pid);
