@@ -5,6 +5,7 @@
 // next to each other in a file are read together in one request.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <iterator>
@@ -65,9 +66,16 @@ class Weight {
 
 // Streams every weight of a checkpoint in the configured order, reading ahead in parallel up to
 // LoadConfig::memory_limit bytes of unconsumed weights (backpressure: readers wait for the
-// consumer to release weights). Thread-compatible: drive one Loader from one thread at a time.
-// Destroying it cancels outstanding reads and joins the threads; Weights already handed out stay
-// valid.
+// consumer to release weights). Thread-compatible: drive one Loader from one thread at a time;
+// only Cancel() may be called from any thread at any time. Destroying it cancels outstanding
+// reads and joins the threads; Weights already handed out stay valid.
+//
+// fork(): the reader threads exist only in the process that opened the Loader. In a forked child
+// Next() returns kInvalidArgument ("used in a forked child process; open a new loader"), Cancel()
+// does nothing, and destroying the Loader (or the last Weight of a block) neither joins threads
+// nor takes locks that a parent thread may have held at the fork: the child leaks the state it
+// inherited, on purpose (it is a copy, gone when the child exits). Weights handed out before the
+// fork stay readable in the child. The Checkpoint itself is safe to use in the child.
 class Loader {
  public:
   // kInvalidArgument for a bad config.
@@ -79,7 +87,22 @@ class Loader {
 
   // The next weight, std::nullopt at the end, or the first error any reader hit (which names
   // the file and offset, and cancels the rest). After an error or the end, returns the same.
+  // kCancelled after Cancel().
   Result<std::optional<Weight>> Next();
+
+  // Next() that waits at most `timeout` for a weight to be ready (0: does not wait; a ready
+  // weight or the end is returned whatever the timeout). When none is, sets *timed_out
+  // and returns std::nullopt, which then is not the end: call again to go on waiting. For a
+  // caller that must do other work while it waits (a binding that checks for signals).
+  Result<std::optional<Weight>> NextWithTimeout(std::chrono::milliseconds timeout,
+                                                bool* timed_out);
+
+  // Stops the load: outstanding reads are dropped, a Next() waiting in another thread returns
+  // kCancelled at once, and so does every later Next(). Reads in flight end within one chunk
+  // (LoadConfig::chunk_bytes; with io_uring, one batch of uring_depth chunks) per reader thread;
+  // the destructor joins them. Thread-safe: may be called from any thread, also while another
+  // thread is inside Next(), any number of times. Weights already handed out stay valid.
+  void Cancel();
 
   // Statistics so far (safe to call any time from the driving thread).
   LoadStats stats() const;

@@ -63,7 +63,9 @@ class [[nodiscard]] Status {
   std::string file_name() const;
 
   // One line: "<file base name>: tensor '<t>': <reason> (at byte <offset>)", parts present only
-  // when known. "ok" for success.
+  // when known. "ok" for success. In the tensor name, control characters (NUL included) are
+  // shown as \xNN and a backslash as \\, so that every byte of the name is visible; context()
+  // keeps the name as it is.
   std::string ToString() const;
 
   // The same line without the file name (for callers that print it separately).

@@ -1,8 +1,10 @@
 #include "weight_iterator.h"
 
 #include <pybind11/stl.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <functional>
 #include <span>
 #include <utility>
@@ -58,25 +60,76 @@ std::unique_ptr<WeightIterator> WeightIterator::OpenFiles(const std::vector<std:
 }
 
 WeightIterator::WeightIterator(std::vector<Checkpoint> checkpoints, const LoadConfig& config)
-    : checkpoints_(std::move(checkpoints)), config_(config) {}
+    : owner_pid_(::getpid()), checkpoints_(std::move(checkpoints)), config_(config) {}
+
+bool WeightIterator::InForkedChild() const { return ::getpid() != owner_pid_; }
+
+std::unique_lock<std::mutex> WeightIterator::LockForCall() {
+  if (InForkedChild()) return std::unique_lock<std::mutex>(mu_, std::try_to_lock);
+  return std::unique_lock<std::mutex>(mu_);
+}
+
+std::unique_lock<std::mutex> WeightIterator::LockCancel() {
+  // In a forked child a parent thread may have held cancel_mu_ at the fork (inside close()); it
+  // guards no state a child must not touch (active_ is only read there), so go on without it.
+  if (InForkedChild()) return std::unique_lock<std::mutex>(cancel_mu_, std::try_to_lock);
+  return std::unique_lock<std::mutex>(cancel_mu_);
+}
 
 WeightIterator::~WeightIterator() {
   // Joining the readers can wait for a read in flight; other Python threads may run meanwhile.
   py::gil_scoped_release release;
-  std::lock_guard lock(mu_);
-  StopLocked();
+  {
+    std::unique_lock cancel = LockCancel();
+    closing_ = true;
+    if (active_ && !InForkedChild()) active_->Cancel();
+  }
+  std::unique_lock lock = LockForCall();
+  if (lock.owns_lock()) {
+    StopLocked();
+  } else {
+    // A forked child whose parent was inside next() at the fork: loader_ may be half-changed.
+    // Leak it (Loader itself never joins or locks in a child).
+    static_cast<void>(new std::optional<Loader>(std::move(loader_)));
+  }
+}
+
+void WeightIterator::SetLoaderLocked(std::optional<Loader> loader) {
+  std::optional<Loader> old;
+  {
+    std::unique_lock cancel = LockCancel();
+    old.swap(loader_);
+    loader_.swap(loader);
+    active_ = loader_ ? &*loader_ : nullptr;
+  }
+  // `old` is destroyed (its readers joined) here, after cancel_mu_ is released.
 }
 
 py::tuple WeightIterator::Next() {
+  if (InForkedChild()) {
+    ThrowStatus(InvalidArgumentError("used in a forked child process; open a new loader")
+                    .WithPath(checkpoints_.empty() ? std::string() : checkpoints_.front().path()));
+  }
   for (;;) {
     Result<std::optional<Weight>> next = std::optional<Weight>();
     bool warnings_first = false;
+    bool timed_out = false;
     std::vector<std::string> warnings;
     {
       py::gil_scoped_release release;
       std::lock_guard lock(mu_);
-      next = NextLocked(warnings_first);
+      next = NextLocked(warnings_first, timed_out);
       warnings.swap(pending_warnings_);
+    }
+    if (timed_out && warnings.empty()) {
+      // Run the signal handlers (with the GIL, in the main thread) while the readers go on: a
+      // KeyboardInterrupt must not wait for a whole block.
+      if (PyErr_CheckSignals() != 0) {
+        py::error_already_set interrupted;  // takes the pending exception
+        Close();
+        throw interrupted;
+      }
+      continue;
     }
     try {
       EmitWarnings(warnings);
@@ -90,8 +143,18 @@ py::tuple WeightIterator::Next() {
       }
       throw;
     }
-    if (warnings_first) continue;
-    if (!next.ok()) ThrowStatus(next.status());
+    if (warnings_first || timed_out) continue;
+    if (!next.ok()) {
+      bool closed = false;
+      {
+        std::lock_guard cancel(cancel_mu_);
+        closed = closing_;
+      }
+      // close() from another thread cancelled the load this call waited for: the end, as for
+      // a next() after close().
+      if (closed && next.status().code() == ErrorCode::kCancelled) throw py::stop_iteration();
+      ThrowStatus(next.status());
+    }
     if (!next->has_value()) throw py::stop_iteration();
     Weight weight = std::move(**next);
     try {
@@ -111,16 +174,23 @@ py::tuple WeightIterator::Next() {
 
 void WeightIterator::Close() {
   py::gil_scoped_release release;
-  std::lock_guard lock(mu_);
-  StopLocked();
+  {
+    // Cancel first, without mu_, which a next() waiting for a weight holds: that next() then
+    // returns at once instead of when its block is read.
+    std::unique_lock cancel = LockCancel();
+    closing_ = true;
+    if (active_ && !InForkedChild()) active_->Cancel();
+  }
+  std::unique_lock lock = LockForCall();
+  if (lock.owns_lock()) StopLocked();
 }
 
 py::dict WeightIterator::Stats() {
   LoadStats stats;
   {
     py::gil_scoped_release release;
-    std::lock_guard lock(mu_);
-    stats = MergedStatsLocked();
+    std::unique_lock lock = LockForCall();
+    if (lock.owns_lock()) stats = MergedStatsLocked();
   }
   py::dict out;
   out["read_path"] = std::string(ReadPathName(stats.read_path));
@@ -136,9 +206,14 @@ py::dict WeightIterator::Stats() {
   return out;
 }
 
-Result<std::optional<Weight>> WeightIterator::NextLocked(bool& warnings_first) {
+Result<std::optional<Weight>> WeightIterator::NextLocked(bool& warnings_first, bool& timed_out) {
   warnings_first = false;
+  timed_out = false;
   while (!finished_) {
+    {
+      std::unique_lock cancel = LockCancel();
+      if (closing_) break;  // close() is on its way to take mu_
+    }
     if (!loader_) {
       if (next_checkpoint_ == checkpoints_.size()) break;
       Result<Loader> loader = Loader::Open(checkpoints_[next_checkpoint_++], config_);
@@ -148,13 +223,15 @@ Result<std::optional<Weight>> WeightIterator::NextLocked(bool& warnings_first) {
       }
       const std::vector<std::string>& warnings = loader->stats().warnings;
       pending_warnings_.insert(pending_warnings_.end(), warnings.begin(), warnings.end());
-      loader_.emplace(std::move(loader).value());
+      SetLoaderLocked(std::move(loader).value());
     }
     if (!pending_warnings_.empty()) {
       warnings_first = true;
       return std::optional<Weight>();
     }
-    Result<std::optional<Weight>> next = loader_->Next();
+    Result<std::optional<Weight>> next =
+        loader_->NextWithTimeout(std::chrono::milliseconds(kSignalPollMs), &timed_out);
+    if (next.ok() && timed_out) return next;
     if (!next.ok()) {
       StopLocked();  // like a Python generator: finished after raising
       return next;
@@ -196,7 +273,7 @@ void WeightIterator::RetireLoader() {
   retired_.peak_held_bytes = std::max(retired_.peak_held_bytes, done.peak_held_bytes);
   retired_.fresh_bytes += done.fresh_bytes;
   retired_.warnings.insert(retired_.warnings.end(), done.warnings.begin(), done.warnings.end());
-  loader_.reset();  // ~Loader cancels outstanding reads and joins the readers
+  SetLoaderLocked(std::nullopt);  // ~Loader cancels outstanding reads and joins the readers
 }
 
 void WeightIterator::StopLocked() {
@@ -236,11 +313,15 @@ void BindWeightIterator(py::module_& m) {
 Iterator of (name, array) pairs over one or more checkpoints (see stload.get_weight_iterator).
 
 close() (or dropping the iterator) stops the reader threads; arrays already yielded stay valid.
-Also a context manager that closes on exit.)doc")
+Also a context manager that closes on exit. next() can be interrupted: a signal handler that
+raises while it waits (Ctrl-C: KeyboardInterrupt) cancels the load, and the exception propagates.
+In a process forked from the one that made it, next() raises stload.Error.)doc")
       .def("__iter__", [](py::object self) { return self; })
       .def("__next__", &WeightIterator::Next)
       .def("close", &WeightIterator::Close,
-           "Stop reading: cancels outstanding reads and joins the reader threads.")
+           "Stop reading: cancels outstanding reads and joins the reader threads. Called from "
+           "another thread, it does not wait for a next() in progress: that next() ends with "
+           "StopIteration.")
       .def("__enter__", [](py::object self) { return self; })
       .def("__exit__",
            [](WeightIterator& self, const py::args&) {

@@ -4,11 +4,22 @@
 // path is one checkpoint, and so is a list of files: Checkpoint::OpenFiles). The GIL is released
 // while it waits for a weight, opens files or stops readers. Abandoning it (close(), or dropping
 // the last reference) cancels outstanding reads and joins the reader threads; weights already
-// handed out stay valid. Safe to call from several Python threads: calls are serialized.
+// handed out stay valid. Safe to call from several Python threads: calls are serialized, except
+// that close() from another thread does not wait behind a next() that is waiting for a weight: it
+// cancels the load first (that next() then raises StopIteration), then joins the readers.
+//
+// Waiting in next() wakes every kSignalPollMs to run Python's signal handlers; when one raises
+// (Ctrl-C: KeyboardInterrupt), the load is cancelled and the exception propagates.
+//
+// fork(): in a child process the iterator it inherited raises stload.Error from next() ("used in
+// a forked child process"), and close() or dropping it leaks the parent's loader state rather
+// than join threads or take locks that exist only in the parent (see stload::Loader).
 #pragma once
 
 #include <pybind11/pybind11.h>
+#include <sys/types.h>
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -51,8 +62,11 @@ class WeightIterator {
   // These run with mu_ held and without the GIL.
   // The next weight, or nullopt at the end. Sets `warnings_first` (and fetches nothing) while
   // pending_warnings_ is not empty: Next() emits them before a weight is taken, so that a warning
-  // a filter turns into an exception loses no weight.
-  Result<std::optional<Weight>> NextLocked(bool& warnings_first);
+  // a filter turns into an exception loses no weight. Sets `timed_out` (and returns nullopt, not
+  // the end) when no weight came within kSignalPollMs.
+  Result<std::optional<Weight>> NextLocked(bool& warnings_first, bool& timed_out);
+  // Sets loader_ and active_ (under cancel_mu_), so that Close() can cancel without mu_.
+  void SetLoaderLocked(std::optional<Loader> loader);
   void RetireLoader();
   void StopLocked();
   LoadStats MergedStatsLocked() const;
@@ -65,7 +79,20 @@ class WeightIterator {
   // GIL, not mu_.
   static void EmitWarnings(std::vector<std::string>& warnings);
 
+  // In a forked child: mu_ may be held for ever by a thread of the parent, so it is only tried.
+  bool InForkedChild() const;
+  // Locks mu_; in a forked child only if it is free (owns_lock() says).
+  std::unique_lock<std::mutex> LockForCall();
+  // Locks cancel_mu_; in a forked child only if it is free.
+  std::unique_lock<std::mutex> LockCancel();
+
+  static constexpr int kSignalPollMs = 20;
+
+  const pid_t owner_pid_;  // the process that opened the iterator
   std::mutex mu_;
+  std::mutex cancel_mu_;          // guards active_ and closing_; never held while waiting
+  Loader* active_ = nullptr;      // &*loader_ or null
+  bool closing_ = false;          // close() was called (from any thread)
   const std::vector<Checkpoint> checkpoints_;
   const LoadConfig config_;
   size_t next_checkpoint_ = 0;    // the checkpoint the next loader loads

@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <filesystem>
+#include <map>
 #include <unordered_map>
+#include <utility>
 
 #include "format/safetensors_header.h"
 #include "format/shard_index.h"
@@ -23,6 +25,8 @@ struct Checkpoint::Impl {
   std::unordered_map<std::string_view, uint32_t> by_name;  // views into tensors' names
   uint64_t total_bytes = 0;
   std::vector<std::string> warnings;
+  // (st_dev, st_ino) of each shard opened so far -> its index in shards.
+  std::map<std::pair<dev_t, ino_t>, uint32_t> shard_by_identity;
 };
 
 namespace {
@@ -44,8 +48,17 @@ std::string BaseName(const std::string& path) {
 }
 
 // Opens one shard, reads and validates its header, and appends it to `impl`.
+// The same file under a second name (a hard link, a symbolic link, or an index entry naming a
+// link) is refused before its header is read: it could only repeat the first one's tensor names,
+// and N names for one file with a large header would otherwise parse and keep it N times.
 Status AddShard(Checkpoint::Impl& impl, const std::string& path) {
   STLOAD_ASSIGN_OR_RETURN(io::OpenFile file, io::OpenReadOnly(path));
+  if (auto same = impl.shard_by_identity.find({file.device, file.inode});
+      same != impl.shard_by_identity.end()) {
+    return CorruptError("is the same file as " + impl.shards[same->second].file_name +
+                        " (a hard or symbolic link to it): a checkpoint holds each file once")
+        .WithPath(path);
+  }
   std::vector<std::byte> prefix(format::kHeaderLengthBytes);
   if (file.size_bytes >= format::kHeaderLengthBytes) {
     STLOAD_RETURN_IF_ERROR(io::PreadFull(file.fd.get(), prefix, 0).WithPath(path));
@@ -76,6 +89,7 @@ Status AddShard(Checkpoint::Impl& impl, const std::string& path) {
     impl.tensors.push_back(std::move(t));
   }
   impl.fds.push_back(std::move(file.fd));
+  impl.shard_by_identity.emplace(std::pair(file.device, file.inode), shard_index);
   return OkStatus();
 }
 
@@ -95,8 +109,23 @@ Status IndexNames(Checkpoint::Impl& impl) {
   return OkStatus();
 }
 
+// A directory entry that exists (lstat) but whose file cannot be opened because it is not there:
+// a symbolic link to nothing.
+bool IsDanglingLink(const std::string& path) {
+  struct stat lst {};
+  struct stat st {};
+  return ::lstat(path.c_str(), &lst) == 0 && S_ISLNK(lst.st_mode) && ::stat(path.c_str(), &st) != 0;
+}
+
 Result<std::string> ReadIndexText(const std::string& path) {
-  STLOAD_ASSIGN_OR_RETURN(io::OpenFile file, io::OpenReadOnly(path));
+  Result<io::OpenFile> opened = io::OpenReadOnly(path);
+  if (!opened.ok() && opened.status().code() == ErrorCode::kNotFound && IsDanglingLink(path)) {
+    return NotFoundError("is a symbolic link to a file that does not exist: the index cannot be "
+                         "read")
+        .WithErrno(ENOENT)
+        .WithPath(path);
+  }
+  STLOAD_ASSIGN_OR_RETURN(io::OpenFile file, std::move(opened));
   if (file.size_bytes > kMaxIndexBytes) {
     return CorruptError("index too large: " + std::to_string(file.size_bytes) +
                         " bytes, the limit is " + std::to_string(kMaxIndexBytes))
@@ -170,10 +199,19 @@ Status OpenDirectory(Checkpoint::Impl& impl, const std::string& dir) {
   std::vector<std::string> files;
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
     const fs::path& p = it->path();
-    std::error_code type_ec;
-    if (p.extension() == ".safetensors" && fs::is_regular_file(p, type_ec)) {
-      files.push_back(p.filename().string());
+    if (p.extension() != ".safetensors") continue;
+    struct stat st {};
+    if (::stat(p.c_str(), &st) != 0) {
+      // The entry is there (it was listed) but leads nowhere: a dangling or looping symbolic
+      // link, e.g. a Hugging Face cache snapshot missing a blob. Skipping it would load a
+      // different set of files than the directory names.
+      const int err = errno;
+      Status status = IsDanglingLink(p.string())
+                          ? NotFoundError("is a symbolic link to a file that does not exist")
+                          : IoError(err, "stat");
+      return std::move(status.WithErrno(err)).WithPath(p.string());
     }
+    if (S_ISREG(st.st_mode)) files.push_back(p.filename().string());
   }
   if (ec) return IoError(ec.value(), "list directory").WithPath(dir);
   if (files.empty()) {
@@ -198,6 +236,7 @@ bool EndsWith(std::string_view s, std::string_view suffix) {
 Checkpoint::Checkpoint(std::shared_ptr<const Impl> impl) : impl_(std::move(impl)) {}
 
 Result<Checkpoint> Checkpoint::Open(const std::string& path) {
+  if (path.empty()) return InvalidArgumentError("the checkpoint path is empty");
   auto impl = std::make_shared<Impl>();
   impl->path = path;
   struct stat st {};
@@ -208,12 +247,17 @@ Result<Checkpoint> Checkpoint::Open(const std::string& path) {
   }
   if (S_ISDIR(st.st_mode)) {
     std::string index_path = JoinPath(path, std::string(format::kIndexFileName));
-    std::error_code ec;
-    if (fs::exists(index_path, ec)) {
+    // lstat, not stat: an index that is there but cannot be read (a dangling or looping link,
+    // no permission) is an error naming it, never "no index", which would load every
+    // *.safetensors file in the directory instead of the set the index names.
+    struct stat index_st {};
+    if (::lstat(index_path.c_str(), &index_st) == 0) {
       impl->has_index = true;
       STLOAD_RETURN_IF_ERROR(OpenIndexed(*impl, path, index_path));
-    } else {
+    } else if (errno == ENOENT) {
       STLOAD_RETURN_IF_ERROR(OpenDirectory(*impl, path));
+    } else {
+      return IoError(errno, "lstat").WithPath(index_path);
     }
   } else if (EndsWith(path, ".index.json")) {
     impl->has_index = true;
@@ -232,6 +276,12 @@ Result<Checkpoint> Checkpoint::OpenFiles(std::span<const std::string> paths) {
   if (paths.empty()) return InvalidArgumentError("no files to open");
   auto impl = std::make_shared<Impl>();
   impl->path = paths.front();
+  for (size_t i = 0; i < paths.size(); ++i) {
+    if (paths[i].empty()) {
+      return InvalidArgumentError("file " + std::to_string(i + 1) + " of " +
+                                  std::to_string(paths.size()) + " has an empty path");
+    }
+  }
   for (const std::string& path : paths) STLOAD_RETURN_IF_ERROR(AddShard(*impl, path));
   STLOAD_RETURN_IF_ERROR(IndexNames(*impl));
   impl->index_order.resize(impl->tensors.size());

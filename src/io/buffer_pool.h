@@ -20,8 +20,17 @@
 namespace stload::io {
 
 // Fresh anonymous memory of `size` bytes, advised for huge pages when at least one fits; null
-// when out of memory. Free it with munmap(p, size).
+// when out of memory or when `size` exceeds AllocatableBytes(). Free it with munmap(p, size).
+// The mapping is accounted (no MAP_NORESERVE): the kernel refuses what it could never back
+// instead of handing out memory whose first touch gets the process OOM-killed.
 std::byte* MapAnonymous(uint64_t size);
+
+// The most anonymous memory one mapping may take: physical memory plus swap (what the kernel's
+// default overcommit heuristic allows one mapping, enforced here for every overcommit mode), and
+// no more than the memory cgroup's limit (cgroup v2 memory.max or v1 memory.limit_in_bytes, of
+// this process's cgroup and its ancestors, where readable). Read once per process. RLIMIT_AS is
+// the kernel's to enforce, at mmap.
+uint64_t AllocatableBytes();
 
 struct Buffer {
   std::byte* data = nullptr;
@@ -32,7 +41,8 @@ struct Buffer {
 class BufferPool {
  public:
   // An arena of `arena_bytes` (rounded up to `granule`, a power of two >= 4096 that every buffer's
-  // address and capacity is a multiple of). Only address space is reserved up front.
+  // address and capacity is a multiple of), at most AllocatableBytes(). Nothing is faulted in up
+  // front.
   BufferPool(uint64_t arena_bytes, uint64_t granule);
   ~BufferPool();
   BufferPool(const BufferPool&) = delete;

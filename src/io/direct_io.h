@@ -3,15 +3,18 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "stload/result.h"
 #include "util/unique_fd.h"
 
 namespace stload::io {
 
-// Opens the file behind `fd` again (the same inode, through /proc/self/fd) with O_DIRECT.
-// kUnsupported when the filesystem refuses O_DIRECT (e.g. tmpfs).
-Result<UniqueFd> ReopenDirect(int fd);
+// Opens the file behind `fd` again with O_DIRECT: through /proc/self/fd (the same inode even if
+// `path` has been replaced since), or, where /proc is not mounted, by `path`, accepted only if it
+// still names the same file (st_dev and st_ino). kUnsupported when the filesystem refuses O_DIRECT
+// (e.g. tmpfs), or neither way reaches the same file; callers then read with buffered pread.
+Result<UniqueFd> ReopenDirect(int fd, const std::string& path);
 
 // The alignment O_DIRECT needs for offsets, lengths and memory on this file: statx's
 // STATX_DIOALIGN where the kernel reports it, else 4096 (a multiple of every common sector size).

@@ -39,6 +39,8 @@ Result<OpenFile> OpenReadOnly(const std::string& path, int extra_flags) {
     return IoError(errno, "fcntl(F_SETFL)").WithPath(path);
   }
   file.size_bytes = static_cast<uint64_t>(st.st_size);
+  file.device = st.st_dev;
+  file.inode = st.st_ino;
   return file;
 }
 

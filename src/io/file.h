@@ -2,6 +2,8 @@
 // read-only: it never writes to a checkpoint.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -15,6 +17,8 @@ namespace stload::io {
 struct OpenFile {
   UniqueFd fd;
   uint64_t size_bytes = 0;
+  dev_t device = 0;  // st_dev and st_ino: which file this is, whatever names lead to it
+  ino_t inode = 0;
 };
 
 // Opens a regular file read-only (O_CLOEXEC, plus `extra_flags` such as O_DIRECT) and reads its

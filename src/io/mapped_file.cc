@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
+#include <string>
 #include <utility>
 
 #include "io/syscalls.h"
@@ -25,7 +27,16 @@ Result<MappedFile> MappedFile::Map(int fd, uint64_t size) {
   file.fd_ = fd;
   if (size == 0) return file;
   void* p = Sys().Mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
-  if (p == MAP_FAILED) return IoError(errno, "mmap");
+  if (p == MAP_FAILED) {
+    // ENOMEM: no address space (RLIMIT_AS, vm.max_map_count) for the mapping: out of memory, as
+    // SECURITY.md promises, not an I/O failure.
+    if (errno == ENOMEM) {
+      return ResourceExhaustedError("cannot map the file: out of memory or address space (mmap: " +
+                                    std::string(std::strerror(ENOMEM)) + ")")
+          .WithErrno(ENOMEM);
+    }
+    return IoError(errno, "mmap");
+  }
   file.data_ = static_cast<std::byte*>(p);
   file.size_ = size;
   return file;

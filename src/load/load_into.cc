@@ -78,7 +78,9 @@ class IntoRun {
       std::lock_guard lock(mu_);
       running_ -= threads - started_;
     }
-    if (pool.empty() && threads > 0) return ResourceExhaustedError("cannot start a reader thread");
+    if (pool.empty() && threads > 0) {
+      return ResourceExhaustedError("cannot start a reader thread").WithPath(checkpoint_.path());
+    }
     const uint64_t total = TotalBytes();
     {
       std::unique_lock lock(mu_);
@@ -179,7 +181,10 @@ class IntoRun {
         const uint64_t e = (end + align - 1) / align * align;
         if (!bounce) {
           bounce = std::make_unique<BounceBuffer>(config_.chunk_bytes + 2 * files_.max_align());
-          if (!bounce->data()) return ResourceExhaustedError("cannot allocate an O_DIRECT buffer");
+          if (!bounce->data()) {
+            return ResourceExhaustedError("cannot allocate an O_DIRECT buffer")
+                .WithPath(files_[t.shard].info->path);
+          }
         }
         STLOAD_RETURN_IF_ERROR(files_.Read(t.shard, a, e, bounce->data()));
         std::memcpy(c.dst, bounce->data() + (begin - a), c.length);

@@ -11,6 +11,8 @@
 // does not fit is admitted only when nothing else is in flight and nothing is held (so a block
 // larger than the limit is held alone), or when the consumer waits for it while it keeps earlier
 // weights (so a consumer that keeps everything still finishes).
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
@@ -69,6 +71,21 @@ std::string_view ReadPathName(ReadPath path) {
 // Loader and every block owner, so memory a Weight points into outlives the Loader if need be.
 namespace {
 
+// A forked child has none of the parent's threads, and a lock one of them held at the fork stays
+// locked for ever in the child: state inherited across fork() must be neither joined nor locked,
+// only leaked.
+bool InForkedChild(pid_t owner) { return ::getpid() != owner; }
+
+template <typename T>
+void Leak(T&& value) {
+  static_cast<void>(new std::decay_t<T>(std::forward<T>(value)));
+}
+
+Status ForkedChildError(const Checkpoint& checkpoint) {
+  return InvalidArgumentError("used in a forked child process; open a new loader")
+      .WithPath(checkpoint.path());
+}
+
 struct Shared : std::enable_shared_from_this<Shared> {
   struct BlockOwner {
     BlockOwner(std::shared_ptr<Shared> s, uint32_t b) : shared(std::move(s)), block(b) {}
@@ -97,6 +114,7 @@ struct Shared : std::enable_shared_from_this<Shared> {
         pool(ArenaBytes(files.path(), cfg, checkpoint), std::max<uint64_t>(4096, files.max_align())),
         blocks(plan.blocks.size()) {}
 
+  const pid_t owner_pid = ::getpid();  // the process whose threads read
   const Checkpoint checkpoint;
   const LoadConfig config;
   const load::ReadPlan plan;
@@ -196,6 +214,7 @@ struct Shared : std::enable_shared_from_this<Shared> {
 
   // The last Weight of a block is gone: return its memory and admit more.
   void Release(uint32_t index) {
+    if (InForkedChild(owner_pid)) return;  // a parent's reader may have held mu at the fork
     std::lock_guard lock(mu);
     BlockState& b = blocks[index];
     held -= b.held_bytes;
@@ -291,6 +310,13 @@ struct Loader::Impl {
 
   ~Impl() {
     if (!shared) return;
+    if (InForkedChild(shared->owner_pid)) {
+      // The threads were the parent's: joining them here crashes or hangs, and destroying a
+      // joinable std::thread terminates. Leak them and the state they shared (see loader.h).
+      Leak(std::move(threads));
+      Leak(std::move(shared));
+      return;
+    }
     {
       std::lock_guard lock(shared->mu);
       shared->cancelled = true;
@@ -323,19 +349,31 @@ struct Loader::Impl {
 
   // The consumer needs a block that is not ready. With nothing in flight, that block has not been
   // admitted (it did not fit next to the weights the consumer still holds): admit it now, or the
-  // load would stall. Otherwise wait for a reader. Caller holds shared->mu through `lock`.
-  void WaitForBlocks(std::unique_lock<std::mutex>& lock) {
+  // load would stall. Otherwise wait for a reader, until `deadline` if set. Returns false, without
+  // waiting, once `deadline` has passed. Caller holds shared->mu through `lock`.
+  bool WaitForBlocks(std::unique_lock<std::mutex>& lock,
+                     const std::optional<std::chrono::steady_clock::time_point>& deadline) {
     Shared& s = *shared;
     if (s.in_flight == 0 && s.next_admit < s.blocks.size()) {
       const size_t admitted = s.next_admit;
       s.Admit(/*consumer_waiting=*/true);
-      if (s.next_admit != admitted || !s.error.ok()) return;
+      if (s.next_admit != admitted || !s.error.ok()) return true;
     }
-    s.ready_cv.wait(lock);
+    if (!deadline) {
+      s.ready_cv.wait(lock);
+      return true;
+    }
+    if (std::chrono::steady_clock::now() >= *deadline) return false;
+    s.ready_cv.wait_until(lock, *deadline);
+    return true;
   }
 
-  Result<std::optional<Weight>> Next() {
+  // `deadline`: give up waiting then, setting *timed_out (NextWithTimeout).
+  Result<std::optional<Weight>> Next(
+      std::optional<std::chrono::steady_clock::time_point> deadline = std::nullopt,
+      bool* timed_out = nullptr) {
     Shared& s = *shared;
+    if (InForkedChild(s.owner_pid)) return ForkedChildError(s.checkpoint);
     std::optional<Weight> weight;
     {
       std::unique_lock lock(s.mu);
@@ -346,7 +384,10 @@ struct Loader::Impl {
         if (s.config.order == LoadOrder::kAny) {
           if (any_block < 0) {
             if (s.ready_blocks.empty()) {
-              WaitForBlocks(lock);
+              if (!WaitForBlocks(lock, deadline)) {
+                *timed_out = true;
+                return std::optional<Weight>();
+              }
               continue;
             }
             any_block = s.ready_blocks.front();
@@ -357,7 +398,10 @@ struct Loader::Impl {
         } else {
           pos = static_cast<uint32_t>(delivered);
           if (!s.blocks[s.plan.block_of[pos]].ready) {
-            WaitForBlocks(lock);
+            if (!WaitForBlocks(lock, deadline)) {
+              *timed_out = true;
+              return std::optional<Weight>();
+            }
             continue;
           }
         }
@@ -420,7 +464,8 @@ Result<Loader> Loader::Open(const Checkpoint& checkpoint, const LoadConfig& conf
   }
   impl->stats.threads = static_cast<int>(impl->threads.size());
   if (impl->threads.empty() && threads > 0) {
-    return ResourceExhaustedError("cannot start a reader thread");  // ~Impl cleans up
+    return ResourceExhaustedError("cannot start a reader thread")  // ~Impl cleans up
+        .WithPath(checkpoint.path());
   }
   return Loader(std::move(impl));
 }
@@ -431,8 +476,26 @@ Result<std::optional<Weight>> Loader::Next() {
   return next;
 }
 
+Result<std::optional<Weight>> Loader::NextWithTimeout(std::chrono::milliseconds timeout,
+                                                      bool* timed_out) {
+  *timed_out = false;
+  Result<std::optional<Weight>> next =
+      impl_->Next(std::chrono::steady_clock::now() + timeout, timed_out);
+  if (!next.ok()) impl_->final_status = next.status();
+  return next;
+}
+
+void Loader::Cancel() {
+  Shared& s = *impl_->shared;
+  if (InForkedChild(s.owner_pid)) return;
+  std::lock_guard lock(s.mu);
+  if (!s.error.ok()) return;
+  s.Fail(CancelledError("the load was cancelled").WithPath(s.checkpoint.path()));
+}
+
 LoadStats Loader::stats() const {
   LoadStats stats = impl_->stats;
+  if (InForkedChild(impl_->shared->owner_pid)) return stats;
   std::lock_guard lock(impl_->shared->mu);
   stats.bytes_read = impl_->shared->bytes_read;
   stats.peak_held_bytes = impl_->shared->peak_held;

@@ -35,7 +35,7 @@ Result<ShardFiles> ShardFiles::Open(const Checkpoint& checkpoint, ReadPath path,
   }
   if (path == ReadPath::kDirect) {
     for (ShardFile& f : files.files_) {
-      Result<UniqueFd> direct = io::ReopenDirect(f.fd);
+      Result<UniqueFd> direct = io::ReopenDirect(f.fd, f.info->path);
       if (!direct.ok() && direct.status().code() == ErrorCode::kUnsupported) {
         warnings.push_back(f.info->file_name + ": " + direct.status().reason() +
                            "; reading with buffered pread instead");

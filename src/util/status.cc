@@ -51,10 +51,36 @@ std::string Status::file_name() const {
   return std::string(slash == std::string_view::npos ? path : path.substr(slash + 1));
 }
 
+namespace {
+
+// A tensor name as messages show it: a NUL or another control character inside it (names are
+// arbitrary bytes from the file) would be invisible or garble the line, so those bytes become
+// \xNN and a backslash becomes two; everything else, UTF-8 included, is kept.
+std::string EscapeName(std::string_view name) {
+  std::string out;
+  out.reserve(name.size());
+  for (char c : name) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (byte < 0x20 || byte == 0x7f) {
+      static constexpr char kHex[] = "0123456789abcdef";
+      out += "\\x";
+      out += kHex[byte >> 4];
+      out += kHex[byte & 0xf];
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 std::string Status::Describe() const {
   if (ok()) return "ok";
   std::string out;
-  if (!context_.tensor.empty()) out += "tensor '" + context_.tensor + "': ";
+  if (!context_.tensor.empty()) out += "tensor '" + EscapeName(context_.tensor) + "': ";
   out += reason_;
   if (context_.offset) out += " (at byte " + std::to_string(*context_.offset) + ")";
   return out;

@@ -11,6 +11,8 @@
 #include <string_view>
 #include <vector>
 
+#include "io/syscalls.h"
+#include "support/fault_injection.h"
 #include "support/test_files.h"
 #include "synth/synthetic_checkpoint.h"
 
@@ -606,6 +608,85 @@ TEST_F(CheckpointTest, ErrorStringStartsWithTheFileBaseName) {
   const std::string text = s.ToString();
   EXPECT_EQ(text.rfind("model-00002-of-00002.safetensors: ", 0), 0u) << text;
   EXPECT_EQ(text.find(dir_.path()), std::string::npos) << text;  // base name only
+}
+
+// Issue 16, item 8: an index that is there but cannot be read is an error naming it, never "no
+// index" (which would load every *.safetensors file in the directory instead).
+
+TEST_F(CheckpointTest, DanglingIndexSymlinkIsAnErrorNamingIt) {
+  WriteShard("consolidated.safetensors", {{"x", DType::kU8, {1}}});
+  ASSERT_EQ(::symlink("../blobs/missing", dir_.File(kIndex).c_str()), 0);
+  Status s = ExpectOpenError(dir_.path(), ErrorCode::kNotFound, kIndex).status;
+  EXPECT_NE(s.reason().find("symbolic link"), std::string::npos) << s.ToString();
+}
+
+TEST_F(CheckpointTest, LoopingIndexSymlinkIsAnErrorNamingIt) {
+  WriteShard("consolidated.safetensors", {{"x", DType::kU8, {1}}});
+  ASSERT_EQ(::symlink(std::string(kIndex).c_str(), dir_.File(kIndex).c_str()), 0);
+  Status s = ExpectOpenError(dir_.path(), ErrorCode::kIoError, kIndex).status;
+  EXPECT_EQ(s.context().sys_errno, ELOOP) << s.ToString();
+}
+
+TEST_F(CheckpointTest, DanglingShardSymlinkInADirectoryIsAnErrorNamingIt) {
+  WriteShard("model-00001-of-00002.safetensors", {{"x", DType::kU8, {1}}});
+  ASSERT_EQ(::symlink("../blobs/missing", dir_.File("model-00002-of-00002.safetensors").c_str()), 0);
+  ExpectOpenError(dir_.path(), ErrorCode::kNotFound, "model-00002-of-00002.safetensors");
+}
+
+// Issue 16, item 5: one file under several names is refused before its header is read again.
+
+TEST_F(CheckpointTest, HardLinkToAShardIsRefusedBeforeItsHeaderIsParsedAgain) {
+  const std::string a = WriteShard("a.safetensors", {{"x", DType::kU8, {1}}});
+  ASSERT_EQ(::link(a.c_str(), dir_.File("b.safetensors").c_str()), 0);
+  test::FaultySyscalls counter(a);  // counts the reads of the file, by inode
+  io::ScopedSyscalls installed(counter);
+  Status s = ExpectOpenError(dir_.path(), ErrorCode::kCorrupt, "b.safetensors").status;
+  EXPECT_NE(s.reason().find("a.safetensors"), std::string::npos) << s.ToString();
+  EXPECT_EQ(counter.reads.load(), 2) << "the header was read again under the second name";
+}
+
+TEST_F(CheckpointTest, SymlinksToOneShardInTheIndexAreRefused) {
+  const std::string a = WriteShard("a.safetensors", {{"x", DType::kU8, {1}}});
+  ASSERT_EQ(::symlink("a.safetensors", dir_.File("b.safetensors").c_str()), 0);
+  WriteIndex({{"x", "a.safetensors"}, {"y", "b.safetensors"}});
+  Status s = ExpectOpenError(dir_.path(), ErrorCode::kCorrupt, "b.safetensors").status;
+  EXPECT_NE(s.reason().find("a.safetensors"), std::string::npos) << s.ToString();
+}
+
+TEST_F(CheckpointTest, OneFileWithoutTensorsUnderTwoNamesIsRefused) {
+  // No tensor names to collide: only the identity check can tell.
+  const std::string a = dir_.File("a.safetensors");
+  test::WriteFile(a, test::MakeFileBytes("{}", 0));
+  ASSERT_EQ(::link(a.c_str(), dir_.File("b.safetensors").c_str()), 0);
+  ExpectOpenError(dir_.path(), ErrorCode::kCorrupt, "b.safetensors");
+  const std::vector<std::string> twice = {a, a};
+  Result<Checkpoint> files = Checkpoint::OpenFiles(twice);
+  ASSERT_FALSE(files.ok());
+  EXPECT_EQ(files.status().code(), ErrorCode::kCorrupt) << files.status().ToString();
+}
+
+// Issue 16, item 15: an empty path is a clear error, not "not found" naming nothing.
+TEST_F(CheckpointTest, EmptyPathIsInvalidArgument) {
+  Result<Checkpoint> ckpt = Checkpoint::Open("");
+  ASSERT_FALSE(ckpt.ok());
+  EXPECT_EQ(ckpt.status().code(), ErrorCode::kInvalidArgument) << ckpt.status().ToString();
+  EXPECT_NE(ckpt.status().ToString().find("empty"), std::string::npos) << ckpt.status().ToString();
+  const std::string a = WriteShard("a.safetensors", {{"x", DType::kU8, {1}}});
+  const std::vector<std::string> files = {a, ""};
+  Result<Checkpoint> listed = Checkpoint::OpenFiles(files);
+  ASSERT_FALSE(listed.ok());
+  EXPECT_EQ(listed.status().code(), ErrorCode::kInvalidArgument) << listed.status().ToString();
+}
+
+// Issue 16, item 15: a NUL (or another control character) inside a tensor name is visible in
+// messages; the context keeps the name's bytes.
+TEST_F(CheckpointTest, NulInATensorNameIsVisibleInMessages) {
+  test::WriteFile(dir_.File("a.safetensors"),
+                  test::MakeFileBytes(R"({"a\u0000b\nc":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}})", 2));
+  const std::string name("a\0b\nc", 5);
+  Status s = ExpectOpenError(dir_.File("a.safetensors"), ErrorCode::kCorrupt, "a.safetensors", name).status;
+  EXPECT_NE(s.ToString().find("tensor 'a\\x00b\\x0ac'"), std::string::npos) << s.ToString();
+  EXPECT_EQ(s.ToString().find('\0'), std::string::npos);
 }
 
 }  // namespace

@@ -308,13 +308,14 @@ TEST_P(MmapFaults, MmapWithoutPopulateReadStillChecksTheSize) {
   ExpectErrorNamingTheFile(Load(faults), ErrorCode::kCorrupt);
 }
 
-// Mapping the file fails (out of address space): an error naming the file, before any thread.
+// Mapping the file fails (out of address space): an error naming the file, before any thread;
+// out of memory is kResourceExhausted (SECURITY.md), not an I/O error.
 TEST_P(MmapFaults, MmapFailureNamesTheFile) {
   test::FaultySyscalls faults(file_);
   faults.mmap_errno = ENOMEM;
   test::LoadOutcome out = Load(faults);
   ASSERT_FALSE(out.status.ok());
-  EXPECT_EQ(out.status.code(), ErrorCode::kIoError) << out.status.ToString();
+  EXPECT_EQ(out.status.code(), ErrorCode::kResourceExhausted) << out.status.ToString();
   EXPECT_EQ(out.status.context().sys_errno, ENOMEM);
   EXPECT_EQ(out.status.file_name(), kFileName);
 }

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <string>
 
@@ -128,6 +129,60 @@ TEST_F(OpenFaults, ShardedErrorsNameTheIndexOrTheShard) {
     EXPECT_EQ(ckpt.status().code(), ErrorCode::kIoError) << ckpt.status().ToString();
     EXPECT_EQ(ckpt.status().file_name(), s2);
   }
+}
+
+// Issue 16, item 15: without /proc mounted, reopening a shard for O_DIRECT through
+// /proc/self/fd fails with ENOENT; the load reopens it by its path (checked to be the same file)
+// instead of failing with "No such file or directory" for a file that exists.
+TEST_F(OpenFaults, DirectIoWithoutProcReopensByThePath) {
+  for (test::Api api : {test::Api::kLoader, test::Api::kLoadInto}) {
+    SCOPED_TRACE(test::ApiName(api));
+    const Checkpoint checkpoint = test::OpenOrThrow(file_);
+    test::FaultySyscalls faults(file_);
+    faults.proc_open_errno = ENOENT;
+    LoadConfig config;
+    config.disable_mmap = true;
+    config.direct_io = true;
+    test::LoadOutcome outcome;
+    {
+      test::Watchdog watchdog("direct load without /proc");
+      io::ScopedSyscalls installed(faults);
+      outcome = test::RunLoad(checkpoint, api, config);
+    }
+    ASSERT_TRUE(outcome.status.ok()) << outcome.status.ToString();
+    EXPECT_GT(faults.proc_opens_failed.load(), 0);
+    EXPECT_EQ(outcome.bytes, reference_);
+    const bool refused = std::any_of(outcome.stats.warnings.begin(), outcome.stats.warnings.end(),
+                                     [](const std::string& w) { return w.find("O_DIRECT") != std::string::npos; });
+    if (!refused) {
+      EXPECT_EQ(outcome.stats.read_path, ReadPath::kDirect);
+    }
+  }
+}
+
+// ... and when the path names another file by then, it falls back to buffered reads of the
+// validated file, with a warning, rather than read the other one.
+TEST_F(OpenFaults, DirectIoWithoutProcNeverReadsAReplacedPath) {
+  const Checkpoint checkpoint = test::OpenOrThrow(file_);
+  const std::string other = dir_.File("other.safetensors");
+  test::WriteSafetensors(other, kTensors, 9);
+  ASSERT_EQ(::rename(other.c_str(), file_.c_str()), 0);
+  test::FaultySyscalls faults(dir_.File("model.safetensors"));
+  faults.proc_open_errno = ENOENT;
+  LoadConfig config;
+  config.disable_mmap = true;
+  config.direct_io = true;
+  test::LoadOutcome outcome;
+  {
+    test::Watchdog watchdog("direct load without /proc, path replaced");
+    io::ScopedSyscalls installed(faults);
+    outcome = test::RunLoad(checkpoint, test::Api::kLoader, config);
+  }
+  ASSERT_TRUE(outcome.status.ok()) << outcome.status.ToString();
+  EXPECT_GT(faults.proc_opens_failed.load(), 0);
+  EXPECT_EQ(outcome.bytes, reference_);  // the validated file's bytes, not the new file's
+  EXPECT_EQ(outcome.stats.read_path, ReadPath::kPread);
+  EXPECT_FALSE(outcome.stats.warnings.empty());
 }
 
 }  // namespace

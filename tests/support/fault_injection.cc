@@ -5,7 +5,10 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <cstring>
 #include <stdexcept>
+#include <thread>
 
 namespace stload::test {
 
@@ -58,6 +61,11 @@ int FaultySyscalls::Open(const char* path, int flags) {
     std::lock_guard lock(mu_);
     open_flags_.push_back(flags);
   }
+  if (proc_open_errno != 0 && std::strncmp(path, "/proc/self/fd/", 14) == 0) {
+    ++proc_opens_failed;
+    errno = proc_open_errno;
+    return -1;
+  }
   if ((open_errno != 0 || open_eintr > 0) && IsTargetPath(path)) {
     if (opens_.fetch_add(1) < open_eintr) {
       ++eintrs;
@@ -93,6 +101,7 @@ ssize_t FaultySyscalls::Pread(int fd, void* buf, size_t count, off_t offset) {
   if (!IsTarget(fd)) return Syscalls::Pread(fd, buf, count, offset);
   const uint64_t at = static_cast<uint64_t>(offset);
   if (at + count > data_from) RunHookOnce();
+  if (read_delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(read_delay_ms));
   ++reads;
   if (eagain_always) {
     ++eagains;
@@ -147,6 +156,7 @@ int FaultySyscalls::Madvise(void* addr, size_t length, int advice) {
   }
   if (!offset) return Syscalls::Madvise(addr, length, advice);
   if (*offset + length > data_from) RunHookOnce();
+  if (read_delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(read_delay_ms));
   ++reads;
   if (madvise_einval) {
     ++einvals;

@@ -56,6 +56,12 @@ class FaultySyscalls : public io::Syscalls {
   // read after it sees what it did (e.g. the file truncated or replaced).
   std::function<void()> on_first_data_read;
   uint64_t data_from = 0;
+  // > 0: every pread of the file and MADV_POPULATE_READ of its mapping sleeps this long first
+  // (slow storage, without a huge file).
+  int read_delay_ms = 0;
+  // Non-zero: opening any file through /proc/self/fd/ fails with this errno (ENOENT: as where
+  // /proc is not mounted).
+  int proc_open_errno = 0;
   // Non-zero: opening the file fails with this errno (after `open_eintr` EINTRs, if any).
   int open_errno = 0;
   int open_eintr = 0;   // the first n opens of the file fail with EINTR
@@ -78,6 +84,7 @@ class FaultySyscalls : public io::Syscalls {
   std::atomic<int> einvals{0};
   std::atomic<int> hooks_run{0};
   std::atomic<int> uring_results{0};  // io_uring completions of the file's reads
+  std::atomic<int> proc_opens_failed{0};
 
   // Every open's flags and every file mapping's protection, of any file.
   std::vector<int> OpenFlags() const;
