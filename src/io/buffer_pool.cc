@@ -51,7 +51,8 @@ uint64_t MemoryCgroupLimit() {
     const std::string path = line.substr(second + 1);
     if (controllers.empty()) {
       limit = std::min(limit, CgroupLimit("/sys/fs/cgroup", path, "memory.max"));
-    } else if (("," + std::string(controllers) + ",").find(",memory,") != std::string::npos) {
+    } else if (std::string(",").append(controllers).append(",").find(",memory,") !=
+               std::string::npos) {
       limit = std::min(limit, CgroupLimit("/sys/fs/cgroup/memory", path, "memory.limit_in_bytes"));
     }
   }
