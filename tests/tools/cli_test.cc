@@ -33,6 +33,7 @@
 #include <thread>
 #include <vector>
 
+#include "support/sanitizers.h"
 #include "support/test_files.h"
 #include "synth/synthetic_checkpoint.h"
 
@@ -1462,6 +1463,9 @@ TEST(CliIssue16, BenchDoesNotHangOnAFifoRenamedOverAShard) {
 // started, a one-line error naming the checkpoint, never an abort.
 TEST(CliIssue16, HashCopesWhenTheSystemRefusesThreads) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root to run the tool as an unused user id";
+  if (test::kUnderAddressSanitizer) {
+    GTEST_SKIP() << "LeakSanitizer's exit check needs a thread that RLIMIT_NPROC refuses";
+  }
   if (std::thread::hardware_concurrency() < 2) {
     GTEST_SKIP() << "hash starts no extra thread on 1 CPU";
   }
@@ -1797,6 +1801,9 @@ TEST(CliIssue16, ErrorsNameTheFile) {
       R"({"big":{"dtype":"U8","shape":[1073741824],"data_offsets":[0,1073741824]}})";
   WriteFile(dir.File("big.safetensors"), MakeFileBytes(header, 0));
   fs::resize_file(dir.File("big.safetensors"), 8 + header.size() + size);
+  if (test::kUnderAddressSanitizer) {
+    GTEST_SKIP() << "AddressSanitizer's shadow memory does not fit in a 512 MiB RLIMIT_AS";
+  }
   SpawnOptions limited;
   limited.address_space = 512ull << 20;
   for (const char* consumer : {"prealloc", "stream"}) {
