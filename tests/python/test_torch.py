@@ -90,7 +90,7 @@ TORCH_DTYPES = {"BOOL": "bool", "U8": "uint8", "I8": "int8", "I16": "int16", "U1
 @pytest.fixture(scope="module", params=[True, False], ids=["pread", "mmap"])
 def every_dtype(request, tmp_path_factory):
     path = write_safetensors(tmp_path_factory.mktemp("to_torch") / "all.safetensors", TENSORS)
-    return stload.load_file(path, {"disable_mmap": request.param})
+    return stload.load_file(path, {"disable_mmap": request.param}, framework="stload")
 
 
 @pytest.mark.parametrize("name", TENSORS)
@@ -141,7 +141,7 @@ import warnings
 import stload
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
-    t = stload.to_torch(stload.load_file({str(path)!r})["w"])
+    t = stload.to_torch(stload.load_file({str(path)!r}, framework="stload")["w"])
 assert t.tolist() == [1.0, 2.0, 3.0]
 assert not caught, [str(w.message) for w in caught]
 """
