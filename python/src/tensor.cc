@@ -145,11 +145,21 @@ py::capsule ArrayDLPack(const py::array& array) {
   const py::dtype dtype = array.dtype();
   uint8_t code = 0;
   switch (dtype.kind()) {
-    case 'b': code = dlpack::kBool; break;
-    case 'i': code = dlpack::kInt; break;
-    case 'u': code = dlpack::kUInt; break;
-    case 'f': code = dlpack::kFloat; break;
-    case 'c': code = dlpack::kComplex; break;
+    case 'b':
+      code = dlpack::kBool;
+      break;
+    case 'i':
+      code = dlpack::kInt;
+      break;
+    case 'u':
+      code = dlpack::kUInt;
+      break;
+    case 'f':
+      code = dlpack::kFloat;
+      break;
+    case 'c':
+      code = dlpack::kComplex;
+      break;
     default:
       throw py::type_error("no DLPack type for numpy dtype " +
                            py::repr(py::handle(dtype)).cast<std::string>());
