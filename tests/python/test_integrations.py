@@ -201,7 +201,7 @@ def test_bad_values_are_value_errors(llama, call):
         call(shard_files(llama))
 
 
-def test_missing_files_are_file_not_found_errors(tmp_path):
+def test_missing_files_are_file_not_found_errors(torch, tmp_path):
     missing = [str(tmp_path / "missing.safetensors")]
     for call in (lambda: vllm.safetensors_weights_iterator(missing, True),
                  lambda: sglang.multi_thread_safetensors_weights_iterator(missing, 2)):

@@ -29,8 +29,8 @@ def _check_bool(value, what: str) -> bool:
 
 
 def _maybe_drop_cache(weights, files, drop_cache_after_load: bool):
-    if _check_bool(drop_cache_after_load, "drop_cache_after_load"):
-        return _common.DropCacheAfterLoad(weights, _common.paths(files))
+    if drop_cache_after_load:
+        return _common.DropCacheAfterLoad(weights, files)
     return weights
 
 
@@ -51,6 +51,7 @@ def safetensors_weights_iterator(hf_weights_files: list[str], disable_mmap: bool
             cache (``posix_fadvise(DONTNEED)``; SGLang drops each file after its weights).
     """
     disable_mmap = _check_bool(disable_mmap, "disable_mmap")
+    _check_bool(drop_cache_after_load, "drop_cache_after_load")
     threads = _common.positive_int(prefetch_num_threads, "prefetch_num_threads")
     if not (_check_bool(prefetch, "prefetch") and not disable_mmap):
         threads = 1
@@ -71,8 +72,9 @@ def multi_thread_safetensors_weights_iterator(hf_weights_files: list[str], max_w
     across the files, with one pool of readers splitting even one large file.
     """
     threads = _common.positive_int(max_workers, "max_workers")
+    disable_mmap = _check_bool(disable_mmap, "disable_mmap")
+    _check_bool(drop_cache_after_load, "drop_cache_after_load")
     files = _common.paths(hf_weights_files)
-    weights = _common.open_files(files, "pt", threads=threads,
-                                 disable_mmap=_check_bool(disable_mmap, "disable_mmap"),
+    weights = _common.open_files(files, "pt", threads=threads, disable_mmap=disable_mmap,
                                  order=None)
     return _maybe_drop_cache(weights, files, drop_cache_after_load)
