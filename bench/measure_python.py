@@ -52,7 +52,8 @@ def python_run(checkpoint: str, threads: int, disable_mmap: bool) -> dict:
     total = 0
     start = time.perf_counter()
     it = stload.multi_thread_safetensors_weights_iterator(files, max_workers=threads,
-                                                          disable_mmap=disable_mmap)
+                                                          disable_mmap=disable_mmap,
+                                                          framework="stload")
     for _name, value in it:
         raw = value.numpy() if isinstance(value, stload.Tensor) else value
         flat = raw.reshape(-1).view(numpy.uint8)

@@ -8,6 +8,7 @@ packages=(
   libsimdjson-dev nlohmann-json3-dev libssl-dev libcli11-dev liburing-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3-dev python3-venv pybind11-dev python3-numpy python3-pytest python3-matplotlib
+  python3-torch
   clang libclang-rt-14-dev
 )
 

@@ -3,6 +3,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -103,6 +104,98 @@ py::capsule DunderDLPack(const Tensor& self, const py::object& stream,
   return ExportDLPack(w, request);
 }
 
+// numpy.asarray(tensor) would otherwise make a 0-d object array holding the Tensor: refuse, so
+// that nothing silently becomes an object array (or a uint16 array mistaken for BF16 values).
+[[noreturn]] void RefuseArray(const Tensor& self, const py::object& /*dtype*/,
+                              const py::object& /*copy*/) {
+  throw py::type_error("stload.Tensor of dtype " + std::string(DTypeName(self.weight().dtype())) +
+                       " has no numpy dtype, so numpy cannot convert it: use .numpy() for a "
+                       "read-only view of the raw bits, or load with framework=\"pt\" for torch "
+                       "tensors");
+}
+
+// A legacy DLPack export of a numpy array stload made (a weight of a numpy dtype): the
+// capsule holds a reference to the array, so the memory stays alive until the consumer's
+// deleter runs (which takes the GIL to drop it). Frameworks whose DLPack import is the only
+// zero-copy way in (paddle) take numpy-dtype weights through it; numpy's own __dlpack__ refuses
+// read-only arrays.
+struct ArrayExport {
+  PyObject* owner = nullptr;  // a strong reference to the array
+  std::vector<int64_t> shape;
+  std::vector<int64_t> strides;
+  dlpack::ManagedTensor managed{};
+};
+
+void DeleteArrayExport(dlpack::ManagedTensor* self) {
+  auto* e = static_cast<ArrayExport*>(self->manager_ctx);
+  PyGILState_STATE state = PyGILState_Ensure();
+  Py_XDECREF(e->owner);
+  PyGILState_Release(state);
+  delete e;
+}
+
+void DestroyArrayCapsule(PyObject* capsule) {
+  if (!PyCapsule_IsValid(capsule, dlpack::kCapsuleName)) return;  // consumed ("used_dltensor")
+  auto* tensor =
+      static_cast<dlpack::ManagedTensor*>(PyCapsule_GetPointer(capsule, dlpack::kCapsuleName));
+  tensor->deleter(tensor);
+}
+
+py::capsule ArrayDLPack(const py::array& array) {
+  const py::dtype dtype = array.dtype();
+  uint8_t code = 0;
+  switch (dtype.kind()) {
+    case 'b':
+      code = dlpack::kBool;
+      break;
+    case 'i':
+      code = dlpack::kInt;
+      break;
+    case 'u':
+      code = dlpack::kUInt;
+      break;
+    case 'f':
+      code = dlpack::kFloat;
+      break;
+    case 'c':
+      code = dlpack::kComplex;
+      break;
+    default:
+      throw py::type_error("no DLPack type for numpy dtype " +
+                           py::repr(py::handle(dtype)).cast<std::string>());
+  }
+  if (dtype.byteorder() == '>') throw py::type_error("big-endian arrays have no DLPack export");
+  if (!(array.flags() & py::array::c_style)) {
+    throw py::value_error("only C-contiguous arrays have a DLPack export here");
+  }
+  auto out = std::make_unique<ArrayExport>();
+  const ssize_t ndim = array.ndim();
+  for (ssize_t i = 0; i < ndim; ++i) out->shape.push_back(static_cast<int64_t>(array.shape(i)));
+  out->strides.assign(out->shape.size(), 1);
+  for (size_t i = out->shape.size(); i > 1; --i) {
+    out->strides[i - 2] = out->strides[i - 1] * out->shape[i - 1];
+  }
+  dlpack::Tensor& t = out->managed.dl_tensor;
+  t.data = array.size() == 0 ? nullptr : const_cast<void*>(array.data());
+  t.device = {dlpack::kDeviceCpu, 0};
+  t.ndim = static_cast<int32_t>(ndim);
+  t.dtype = {code, static_cast<uint8_t>(dtype.itemsize() * 8), 1};
+  t.shape = out->shape.empty() ? nullptr : out->shape.data();
+  t.strides = out->strides.empty() ? nullptr : out->strides.data();
+  t.byte_offset = 0;
+  out->managed.manager_ctx = out.get();
+  out->managed.deleter = DeleteArrayExport;
+  out->owner = array.ptr();
+  Py_INCREF(out->owner);
+  PyObject* capsule = PyCapsule_New(&out->managed, dlpack::kCapsuleName, DestroyArrayCapsule);
+  if (capsule == nullptr) {
+    Py_DECREF(out->owner);
+    throw py::error_already_set();
+  }
+  out.release();  // owned by the capsule now
+  return py::reinterpret_steal<py::capsule>(capsule);
+}
+
 }  // namespace
 
 void BindTensor(py::module_& m) {
@@ -136,6 +229,9 @@ uint8 for the FP8 types (same shape), uint8 for F4 and F6, where the last dimens
            py::arg("copy") = py::none(),
            "DLPack export (CPU). A view unless copy=True; a versioned capsule when max_version "
            ">= (1, 0), flagged read-only.")
+      .def("__array__", &RefuseArray, py::arg("dtype") = py::none(), py::kw_only(),
+           py::arg("copy") = py::none(),
+           "Refused (TypeError): numpy has no such dtype. .numpy() is the raw-bits view.")
       .def(
           "__dlpack_device__", [](const Tensor&) { return py::make_tuple(dlpack::kDeviceCpu, 0); },
           "(1, 0): CPU memory.")
@@ -143,6 +239,8 @@ uint8 for the FP8 types (same shape), uint8 for F4 and F6, where the last dimens
         return "stload.Tensor(dtype='" + std::string(DTypeName(t.weight().dtype())) +
                "', shape=" + py::repr(ShapeTuple(t.weight())).cast<std::string>() + ")";
       });
+  m.def("_dlpack_of_array", &ArrayDLPack, py::arg("array"),
+        "A legacy DLPack capsule viewing a C-contiguous numpy array (kept alive by the capsule).");
 }
 
 }  // namespace stload::python

@@ -11,11 +11,14 @@
     for name, array in stload.multi_thread_safetensors_weights_iterator(files, max_workers=8):
         ...
 
-Weights are read-only numpy arrays over the memory stload read into (no copy), or, for dtypes
-numpy lacks (BF16, FP8, F4, F6), :class:`stload.Tensor` objects that frameworks take through
-DLPack (``torch.from_dlpack``) and that offer a raw numpy view (``Tensor.numpy()``).
-:func:`stload.to_torch` makes a torch tensor of either without a copy. See :data:`stload.DTYPES`
-for every dtype.
+Every function takes ``framework="pt" | "paddle" | "numpy" | "stload"``; the default is torch
+when it can be imported (imported once, when first needed), else numpy. Weights are never
+copied: torch and paddle tensors and numpy arrays view the memory stload read into and keep it
+alive; they are read-only. ``"stload"`` gives the extension's own values: read-only numpy arrays,
+or, for dtypes numpy lacks (BF16, FP8, F4, F6), :class:`stload.Tensor` objects (DLPack, and a
+raw numpy view ``Tensor.numpy()``). :func:`stload.to_torch` makes a torch tensor of either.
+``stload.integrations.vllm``, ``.sglang`` and ``.fastdeploy`` have the engines' call shapes.
+See :data:`stload.DTYPES` for every dtype.
 """
 
 from ._stload import __version__
@@ -31,6 +34,7 @@ from ._api import (
     to_torch,
 )
 from ._dtypes import DTYPES, DTypeInfo, dtype_name
+from ._frameworks import FRAMEWORKS, default_framework
 from ._errors import (
     CorruptFileError,
     Error,
@@ -51,6 +55,7 @@ __all__ = [
     "DTYPES",
     "DTypeInfo",
     "Error",
+    "FRAMEWORKS",
     "InvalidArgumentError",
     "IoError",
     "LoadConfig",
@@ -59,6 +64,7 @@ __all__ = [
     "Tensor",
     "WeightIterator",
     "__version__",
+    "default_framework",
     "dtype_name",
     "get_weight_iterator",
     "inspect",

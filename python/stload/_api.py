@@ -1,23 +1,24 @@
 """The original weight loader's functions, on stload.
 
-Every function yields ``(name, array)`` pairs without copying the weights: ``array`` is a
-read-only numpy array viewing the memory stload read into (and keeping it alive), or, for dtypes
-numpy lacks (BF16, FP8, F4, F6), a :class:`stload.Tensor` (DLPack + a raw numpy view). The
-returned iterators release the GIL while they wait for data and stop their reader threads when
-closed or dropped half-way.
+Every function yields ``(name, tensor)`` pairs without copying the weights, as the tensors of
+``framework=`` (see :mod:`stload._frameworks`): ``"pt"`` torch tensors, ``"paddle"`` paddle
+tensors, ``"numpy"`` numpy arrays, ``"stload"`` what the extension makes (a read-only numpy
+array viewing the memory stload read into, or, for dtypes numpy lacks (BF16, FP8, F4, F6), a
+:class:`stload.Tensor`: DLPack + a raw numpy view). The default, None, is torch when it can be
+imported, else numpy. Every value keeps its memory alive. The returned iterators release the GIL
+while they wait for data and stop their reader threads when closed or dropped half-way.
 """
 
 from __future__ import annotations
 
 import numbers
 import os
-import warnings
 from collections.abc import Iterable, Mapping
-from typing import Union
+from typing import Optional, Union
 
 import numpy
 
-from . import _dtypes, _stload
+from . import _frameworks, _stload
 from ._errors import InvalidArgumentError
 
 LoadConfig = _stload.LoadConfig
@@ -45,6 +46,16 @@ def _as_config(load_config: Union[None, Mapping, LoadConfig]) -> LoadConfig:
                     f"None, not {type(load_config).__name__}")
 
 
+def _open(framework: Optional[str], open_weights):
+    """Resolves ``framework`` (and imports it) before ``open_weights()`` opens any file."""
+    name = _frameworks.resolve(framework)
+    convert = _frameworks.converter(name)
+    weights = open_weights()
+    if name == "stload":
+        return weights
+    return _frameworks.FrameworkIterator(weights, name, convert)
+
+
 def _as_paths(files: Union[PathLike, Iterable[PathLike]]) -> list[PathLike]:
     if isinstance(files, (str, bytes, os.PathLike)):
         return [files]  # one file, not the characters (or bytes) of its name
@@ -52,8 +63,9 @@ def _as_paths(files: Union[PathLike, Iterable[PathLike]]) -> list[PathLike]:
 
 
 def get_weight_iterator(model_path: PathLike,
-                        load_config: Union[None, Mapping, LoadConfig] = None) -> WeightIterator:
-    """Iterates over every weight of a checkpoint as ``(name, array)`` pairs.
+                        load_config: Union[None, Mapping, LoadConfig] = None, *,
+                        framework: Optional[str] = None):
+    """Iterates over every weight of a checkpoint as ``(name, tensor)`` pairs.
 
     Args:
         model_path: a ``.safetensors`` file, a directory of shards, or a
@@ -62,29 +74,34 @@ def get_weight_iterator(model_path: PathLike,
             ``num_threads``, ``disable_mmap``, and stload's keys ``direct_io``, ``io_uring``,
             ``uring_depth``, ``chunk_bytes``, ``memory_limit``, ``order``), a
             :class:`stload.LoadConfig`, or None for the defaults (one reader thread).
+        framework: ``"pt"``, ``"paddle"``, ``"numpy"``, ``"stload"``, or None (torch when it can
+            be imported, else numpy).
 
     Every header is read and validated before this returns. Raises :class:`stload.Error`
     (a missing file is a ``FileNotFoundError``, a corrupt one a ``ValueError``, a bad config key
     a ``ValueError`` naming the key, a NUL in the path a ``ValueError``); a read error is raised
     by ``next()``. A path of another type is a ``TypeError``, as in ``open()``.
     """
-    return _stload.open_model(model_path, _as_config(load_config))
+    config = _as_config(load_config)
+    return _open(framework, lambda: _stload.open_model(model_path, config))
 
 
-def safetensors_weights_iterator(files: Iterable[PathLike]) -> WeightIterator:
+def safetensors_weights_iterator(files: Iterable[PathLike], *, framework: Optional[str] = None):
     """Iterates over the weights of ``files`` (``.safetensors`` paths), one file after another,
-    with one reader thread, as ``(name, array)`` pairs.
+    with one reader thread, as ``(name, tensor)`` pairs of ``framework`` (see
+    :func:`get_weight_iterator`).
 
     Files come in list order, each file's weights in the order of their data in the file.
     """
     config = LoadConfig(enable_multithread_load=False, order="file")
-    return _stload.open_files(_as_paths(files), config)
+    return _open(framework, lambda: _stload.open_files(_as_paths(files), config))
 
 
 def multi_thread_safetensors_weights_iterator(files: Iterable[PathLike], max_workers: int = 8,
-                                              disable_mmap: bool = False) -> WeightIterator:
+                                              disable_mmap: bool = False, *,
+                                              framework: Optional[str] = None):
     """Iterates over the weights of ``files`` with ``max_workers`` reader threads, as
-    ``(name, array)`` pairs.
+    ``(name, tensor)`` pairs of ``framework`` (see :func:`get_weight_iterator`).
 
     Args:
         files: ``.safetensors`` paths.
@@ -105,12 +122,13 @@ def multi_thread_safetensors_weights_iterator(files: Iterable[PathLike], max_wor
                                    code="invalid argument")
     config = LoadConfig(enable_multithread_load=True, num_threads=int(max_workers),
                         disable_mmap=disable_mmap)
-    return _stload.open_files(_as_paths(files), config)
+    return _open(framework, lambda: _stload.open_files(_as_paths(files), config))
 
 
-def load_file(path: PathLike,
-              load_config: Union[None, Mapping, LoadConfig] = None) -> dict[str, object]:
-    """Loads every weight of a checkpoint into a dict ``{name: array}``.
+def load_file(path: PathLike, load_config: Union[None, Mapping, LoadConfig] = None, *,
+              framework: Optional[str] = None) -> dict[str, object]:
+    """Loads every weight of a checkpoint into a dict ``{name: tensor}`` of ``framework``'s
+    tensors (see :func:`get_weight_iterator`; None: torch when it can be imported, else numpy).
 
     Without ``load_config``, reads through mmap with 8 threads: the arrays view the page cache,
     so keeping them all costs no extra memory. ``path`` is a ``.safetensors`` file (or a
@@ -129,46 +147,29 @@ def load_file(path: PathLike,
         if config is load_config:  # the caller's LoadConfig: change a copy
             config = LoadConfig(**config.to_dict())
         config.memory_limit = _UNLIMITED
-    with _stload.open_model(path, config) as weights:
+    with _open(framework, lambda: _stload.open_model(path, config)) as weights:
         return dict(weights)
 
 
 def to_torch(weight):
-    """A ``torch.Tensor`` viewing ``weight``'s memory, without a copy.
+    """A ``torch.Tensor`` viewing ``weight``'s memory, without a copy (what ``framework="pt"``
+    yields).
 
-    ``weight`` is a value the iterators yield. A numpy array goes through ``torch.from_numpy``
-    (torch's warning that the array is not writable is silenced: numpy's own ``__dlpack__``
-    refuses read-only arrays), a :class:`stload.Tensor` through ``torch.from_dlpack``. The
-    tensor keeps the memory alive. Do not write through it: the memory is read-only (a shared
-    buffer, or the file's read-only mapping) and torch cannot mark tensors read-only; ``.clone()``
-    makes a writable copy.
+    ``weight`` is a value the iterators yield with ``framework="stload"`` (a numpy array or a
+    :class:`stload.Tensor`). The raw bytes go through ``torch.from_numpy`` (its warning that the
+    array is not writable is silenced: numpy's own ``__dlpack__`` refuses read-only arrays) and,
+    for the types numpy lacks, ``Tensor.view(dtype)``. The tensor keeps the memory alive. Do not
+    write through it: the memory is read-only (a shared buffer, or the file's read-only mapping)
+    and torch cannot mark tensors read-only; ``.clone()`` makes a writable copy.
 
-    Raises TypeError for a dtype this torch does not have: F4 and F6 (no torch dtype); the FP8
-    types and U16/U32/U64 in older torch (1.13 has none of them). Imports torch when called.
+    Raises TypeError, naming the dtype, for a dtype this torch does not have: F6 (no torch
+    dtype); F4 before ``torch.float4_e2m1fn_x2``; the FP8 types and U16/U32/U64 in older torch
+    (1.13 has none of them). Imports torch when called.
     """
-    import torch  # lazily: stload does not need torch
-
-    if isinstance(weight, Tensor):
-        if _dtypes.DTYPES[weight.dtype].dlpack is None:
-            raise TypeError(f"stload.Tensor of dtype {weight.dtype} has no torch dtype (the "
-                            "safetensors format does not define how its elements are packed); "
-                            "use .numpy() for the raw bytes")
-        try:
-            return torch.from_dlpack(weight)
-        except (RuntimeError, BufferError) as e:  # torch does not know the DLPack type code
-            raise TypeError(f"torch {torch.__version__} cannot take dtype {weight.dtype} "
-                            f"through DLPack: {e}") from e
-    if isinstance(weight, numpy.ndarray):
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="The given NumPy array is not writable",
-                                    category=UserWarning)
-            try:
-                return torch.from_numpy(weight)
-            except TypeError as e:
-                raise TypeError(f"torch {torch.__version__} has no dtype for numpy "
-                                f"{weight.dtype}: {e}") from e
-    raise TypeError("to_torch takes a weight stload yielded (a numpy.ndarray or a "
-                    f"stload.Tensor), not {type(weight).__name__}")
+    if not isinstance(weight, (Tensor, numpy.ndarray)):
+        raise TypeError("to_torch takes a weight stload yielded (a numpy.ndarray or a "
+                        f"stload.Tensor), not {type(weight).__name__}")
+    return _frameworks.torch_converter()(weight)
 
 
 def inspect(path: PathLike) -> dict:

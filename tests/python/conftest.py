@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+import stload
 from helpers import run_cli
 
 
@@ -28,6 +29,17 @@ def cli() -> str:
     if path is None:
         pytest.skip("the stload CLI was not found: set STLOAD_CLI to BUILD/tools/stload")
     return path
+
+
+@pytest.fixture(autouse=True)
+def stload_values_by_default(request, monkeypatch):
+    """The modules about stload's own values (numpy arrays and stload.Tensor: dtypes, DLPack,
+    read paths, errors, paths) run with framework="stload" as the default, so that they check
+    the same thing with and without torch installed. Modules that set
+    ``REAL_DEFAULT_FRAMEWORK = True`` (test_frameworks.py, test_integrations.py) get the real
+    default (torch when it can be imported, else numpy) and test it."""
+    if not getattr(request.module, "REAL_DEFAULT_FRAMEWORK", False):
+        monkeypatch.setattr(stload._frameworks, "_default", "stload")
 
 
 def make_checkpoint(cli: str, directory: Path, *args: str) -> Path:

@@ -34,8 +34,20 @@ def cli_hashes(cli: str, path: Path | str) -> dict[str, str]:
     return hashes
 
 
+def is_torch_tensor(value) -> bool:
+    return type(value).__module__.split(".")[0] == "torch"  # without importing torch
+
+
 def raw_bytes(value) -> numpy.ndarray:
-    """The weight's bytes as a flat uint8 array, sharing memory with it."""
+    """The weight's bytes as a flat uint8 array, sharing memory with it: a stload.Tensor (its raw
+    view), a numpy array or a torch tensor (any dtype: reinterpreted as uint8 without a copy)."""
+    if is_torch_tensor(value):
+        import torch
+
+        flat = value.reshape(-1)
+        if flat.dtype != torch.uint8:
+            flat = flat.view(torch.uint8)
+        return flat.numpy()
     array = value.numpy() if isinstance(value, stload.Tensor) else value
     return array.reshape(-1).view(numpy.uint8)
 

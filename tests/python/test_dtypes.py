@@ -64,7 +64,7 @@ def all_dtypes(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module", params=["pread", "mmap"])
 def loaded(request, all_dtypes) -> dict:
-    return stload.load_file(all_dtypes, {"disable_mmap": request.param == "pread"})
+    return stload.load_file(all_dtypes, {"disable_mmap": request.param == "pread"}, framework="stload")
 
 
 def test_the_test_covers_every_dtype():

@@ -1,9 +1,9 @@
 """torch.from_dlpack of stload BF16 (and, where torch has them, FP8) weights: values, no copy;
 stload.to_torch of every dtype.
 
-Runs only where Debian's python3-torch is installed. CI does not install it (about 1 GiB of
-packages for these few tests; the DLPack structures themselves are checked without torch in
-test_dtypes.py), so there it is skipped.
+Runs where torch is installed (CI installs Debian's python3-torch through
+scripts/install-deps.sh); skipped elsewhere, e.g. in scripts/test-wheel.sh's venv (the DLPack
+structures themselves are checked without torch in test_dtypes.py).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from st_writer import write_safetensors
 from test_dtypes import TENSORS
 
 torch = pytest.importorskip(
-    "torch", reason="python3-torch is not installed (CI does not install it; "
+    "torch", reason="torch is not installed ("
                     "apt-get install python3-torch to run the torch.from_dlpack tests)")
 
 BF16_VALUES = [[1.0, -2.0], [0.5, 3.140625]]
@@ -90,7 +90,7 @@ TORCH_DTYPES = {"BOOL": "bool", "U8": "uint8", "I8": "int8", "I16": "int16", "U1
 @pytest.fixture(scope="module", params=[True, False], ids=["pread", "mmap"])
 def every_dtype(request, tmp_path_factory):
     path = write_safetensors(tmp_path_factory.mktemp("to_torch") / "all.safetensors", TENSORS)
-    return stload.load_file(path, {"disable_mmap": request.param})
+    return stload.load_file(path, {"disable_mmap": request.param}, framework="stload")
 
 
 @pytest.mark.parametrize("name", TENSORS)
@@ -141,7 +141,7 @@ import warnings
 import stload
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
-    t = stload.to_torch(stload.load_file({str(path)!r})["w"])
+    t = stload.to_torch(stload.load_file({str(path)!r}, framework="stload")["w"])
 assert t.tolist() == [1.0, 2.0, 3.0]
 assert not caught, [str(w.message) for w in caught]
 """
