@@ -153,7 +153,8 @@ def test_an_uninterrupted_slow_load_still_delivers(slow_pread, big):
         import hashlib
         import stload
         it = stload.get_weight_iterator({big!r}, {{"disable_mmap": True, "chunk_bytes": {CHUNK},
-                                             "enable_multithread_load": True, "num_threads": 8}})
+                                             "enable_multithread_load": True, "num_threads": 8}},
+                                      framework="numpy")
         name, value = next(it)
         print(f"name={{name}}")
         print(f"sha={{hashlib.sha256(value.tobytes()).hexdigest()}}")
