@@ -1648,6 +1648,20 @@ TEST(CliIssue16, WriteErrorsOnStdoutFailTheCommand) {
   }
 }
 
+// The contents of a /proc file, "" if it cannot be read. With read(2), not a stream: reading the
+// file of a process that exits meanwhile fails with ESRCH, which libstdc++'s filebuf throws.
+std::string ReadProcFile(const std::string& path) {
+  std::string contents;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return contents;
+  char buffer[4096];
+  for (ssize_t n; (n = ::read(fd, buffer, sizeof buffer)) > 0;) {
+    contents.append(buffer, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return contents;
+}
+
 // The pids of the children of `pid`, from /proc.
 std::vector<pid_t> ChildrenOf(pid_t pid) {
   std::vector<pid_t> children;
@@ -1655,8 +1669,7 @@ std::vector<pid_t> ChildrenOf(pid_t pid) {
   for (const auto& entry : fs::directory_iterator("/proc", ec)) {
     const std::string name = entry.path().filename();
     if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream stat_file(entry.path() / "stat");
-    std::string stat((std::istreambuf_iterator<char>(stat_file)), std::istreambuf_iterator<char>());
+    const std::string stat = ReadProcFile(entry.path() / "stat");
     const size_t paren = stat.rfind(')');
     if (paren == std::string::npos) continue;
     char state = 0;
@@ -1670,8 +1683,7 @@ std::vector<pid_t> ChildrenOf(pid_t pid) {
 
 // The state letter of process `pid` in /proc (R, S, T, Z, ...), 0 if there is no such process.
 char ProcessState(pid_t pid) {
-  std::ifstream stat_file("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat((std::istreambuf_iterator<char>(stat_file)), std::istreambuf_iterator<char>());
+  const std::string stat = ReadProcFile("/proc/" + std::to_string(pid) + "/stat");
   const size_t paren = stat.rfind(')');
   char state = 0;
   if (paren == std::string::npos || std::sscanf(stat.c_str() + paren + 1, " %c", &state) != 1) {
@@ -1682,8 +1694,7 @@ char ProcessState(pid_t pid) {
 
 // Whether process `pid` has exec'd `stload load ...` (its argv[1] is "load").
 bool IsRunningLoad(pid_t pid) {
-  std::ifstream file("/proc/" + std::to_string(pid) + "/cmdline");
-  std::string cmdline((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  const std::string cmdline = ReadProcFile("/proc/" + std::to_string(pid) + "/cmdline");
   const size_t first_end = cmdline.find('\0');
   return first_end != std::string::npos &&
          cmdline.compare(first_end + 1, 5, std::string("load\0", 5)) == 0;
