@@ -1777,6 +1777,13 @@ TEST(CliIssue16, MakeCheckpointForceDoesNotWriteThroughLinks) {
   EXPECT_EQ(r.exit_code, kExitBadCheckpoint) << r;
   EXPECT_TRUE(StartsWith(r.FirstErrLine(), "stload: error: link: ")) << r;
   EXPECT_TRUE(fs::is_empty(dir.File("elsewhere")));
+  // ... also spelled with a trailing slash (as a shell completes it), which O_NOFOLLOW alone
+  // would follow.
+  r = RunStload(
+      {"make-checkpoint", dir.File("link") + "//", "--total", "4KiB", "--shards", "1", "--force"});
+  EXPECT_EQ(r.exit_code, kExitBadCheckpoint) << r;
+  EXPECT_TRUE(StartsWith(r.FirstErrLine(), "stload: error: link: ")) << r;
+  EXPECT_TRUE(fs::is_empty(dir.File("elsewhere")));
   // A hard link to a file outside: replaced by a new file, the outside file untouched.
   fs::create_directory(dir.File("hardlinked"));
   fs::create_hard_link(dir.File("outside"), dir.File("hardlinked") + "/model.safetensors");

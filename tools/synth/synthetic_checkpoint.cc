@@ -163,7 +163,10 @@ class OutputDir {
 
 // Creates `dir` if missing and opens it, refusing a symbolic link: --force writes into a
 // directory another user may have prepared, and must not be steered elsewhere.
-Result<std::unique_ptr<OutputDir>> OpenOutputDir(const std::string& dir) {
+Result<std::unique_ptr<OutputDir>> OpenOutputDir(const std::string& given) {
+  // Without its trailing slashes: open("link/", O_NOFOLLOW) follows the link.
+  std::string dir = given;
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
   if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
     return IoError(errno, "create directory").WithPath(dir);
   }
