@@ -1439,7 +1439,8 @@ TEST(CliIssue16, BenchDoesNotHangOnAFifoRenamedOverAShard) {
   ASSERT_EQ(::mkfifo(dir.File("fifo").c_str(), 0644), 0);
   bool renamed = false;
   // The header line is printed after Checkpoint::Open and before the first limit that reads the
-  // files (the memory limits come first, tens of milliseconds at least).
+  // files (the memory limits come first, tens of milliseconds at least). Ten repetitions, so that
+  // on a loaded machine a late rename still comes before most of the load children open the file.
   const std::string target = dir.File("ckpt") + "/" + shard;
   auto rename_once_opened = [&](const RunResult& so_far) {
     if (!renamed && Contains(so_far.out, "stload bench: ")) {
@@ -1448,7 +1449,7 @@ TEST(CliIssue16, BenchDoesNotHangOnAFifoRenamedOverAShard) {
   };
   const RunResult r = WaitForStload(
       SpawnStload({"bench", dir.File("ckpt"), "--threads", "1", "--modes", "pread", "--consumers",
-                   "prealloc", "--repeat", "3", "--warm"},
+                   "prealloc", "--repeat", "10", "--warm"},
                   {}),
       30, rename_once_opened);
   ASSERT_TRUE(renamed) << r;
