@@ -225,31 +225,17 @@ def converter(framework: str) -> Callable:
     raise AssertionError(framework)
 
 
-class FrameworkIterator:
-    """A :class:`stload.WeightIterator` whose values are the framework's tensors.
+class WeightsWrapper:
+    """Base of the iterators that wrap another weight iterator (``_weights``): iteration,
+    ``close()``, ``with`` and ``stats`` are the wrapped one's; a subclass defines ``__next__``."""
 
-    Same interface: iteration, ``close()``, ``with``, ``stats``. A weight the framework cannot
-    hold is a TypeError from ``next()`` that also closes the iterator (its readers stop; later
-    ``next()`` calls raise StopIteration), as a generator that raised would.
-    """
+    __slots__ = ("_weights",)
 
-    __slots__ = ("_weights", "_convert", "framework")
-
-    def __init__(self, weights, framework: str, convert: Callable) -> None:
+    def __init__(self, weights) -> None:
         self._weights = weights
-        self._convert = convert
-        self.framework = framework
 
     def __iter__(self):
         return self
-
-    def __next__(self):
-        name, value = next(self._weights)
-        try:
-            return name, self._convert(value, name)
-        except TypeError:
-            self._weights.close()
-            raise
 
     def close(self) -> None:
         """Stop reading: cancels outstanding reads and joins the reader threads."""
@@ -266,6 +252,30 @@ class FrameworkIterator:
     def stats(self) -> dict:
         """What the loading did so far (see :attr:`stload.WeightIterator.stats`)."""
         return self._weights.stats
+
+
+class FrameworkIterator(WeightsWrapper):
+    """A :class:`stload.WeightIterator` whose values are the framework's tensors.
+
+    Same interface: iteration, ``close()``, ``with``, ``stats``. A weight the framework cannot
+    hold is a TypeError from ``next()`` that also closes the iterator (its readers stop; later
+    ``next()`` calls raise StopIteration), as a generator that raised would.
+    """
+
+    __slots__ = ("_convert", "framework")
+
+    def __init__(self, weights, framework: str, convert: Callable) -> None:
+        super().__init__(weights)
+        self._convert = convert
+        self.framework = framework
+
+    def __next__(self):
+        name, value = next(self._weights)
+        try:
+            return name, self._convert(value, name)
+        except TypeError:
+            self._weights.close()
+            raise
 
     def __repr__(self) -> str:
         return f"<stload iterator of {self.framework} tensors>"

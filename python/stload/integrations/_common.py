@@ -38,35 +38,18 @@ def positive_int(value, what: str) -> int:
     return int(value)
 
 
-class Filtered:
+class Filtered(_frameworks.WeightsWrapper):
     """``weights`` without the pairs ``skip(name)`` is true for; same interface otherwise."""
 
     def __init__(self, weights, skip) -> None:
-        self._weights = weights
+        super().__init__(weights)
         self._skip = skip
-
-    def __iter__(self):
-        return self
 
     def __next__(self):
         while True:
             name, value = next(self._weights)
             if not self._skip(name):
                 return name, value
-
-    def close(self) -> None:
-        self._weights.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> bool:
-        self.close()
-        return False
-
-    @property
-    def stats(self) -> dict:
-        return self._weights.stats
 
 
 _EXPERT = re.compile(r"\.experts\.(\d+)\.")
@@ -83,16 +66,13 @@ def expert_filter(local_expert_ids: Iterable[int]):
     return skip
 
 
-class DropCacheAfterLoad:
+class DropCacheAfterLoad(_frameworks.WeightsWrapper):
     """``weights``, then, once they are exhausted, ``posix_fadvise(DONTNEED)`` on every file, so
     the page cache does not keep the checkpoint (pages still mapped by weights kept alive stay)."""
 
     def __init__(self, weights, files: list) -> None:
-        self._weights = weights
+        super().__init__(weights)
         self._files = files
-
-    def __iter__(self):
-        return self
 
     def __next__(self):
         try:
@@ -117,20 +97,3 @@ class DropCacheAfterLoad:
                 pass
             finally:
                 os.close(fd)
-
-    def close(self) -> None:
-        self._weights.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> bool:
-        self.close()
-        return False
-
-    @property
-    def stats(self) -> dict:
-        return self._weights.stats
-
-
-
