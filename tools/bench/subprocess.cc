@@ -136,10 +136,13 @@ Result<std::string> RunCapturingStdout(const std::string& program,
     output.append(chunk, static_cast<size_t>(n));
   }
   ::close(pipe_fds[0]);
-  int wait_status = 0;
+  // Wait for the child's exit without reaping it (WNOWAIT): while it is a zombie its pid cannot
+  // be reused, so a signal forwarded meanwhile reaches no other process. Only with the forwarded
+  // signals blocked and g_child cleared is it reaped.
   int wait_errno = 0;
   for (;;) {
-    if (::waitpid(pid, &wait_status, 0) == pid) break;
+    siginfo_t info{};
+    if (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOWAIT) == 0) break;
     if (errno != EINTR) {
       wait_errno = errno;
       break;
@@ -147,6 +150,15 @@ Result<std::string> RunCapturingStdout(const std::string& program,
   }
   ::pthread_sigmask(SIG_BLOCK, &forwarded, &previous);
   g_child = 0;
+  int wait_status = 0;
+  if (wait_errno == 0) {
+    while (::waitpid(pid, &wait_status, 0) != pid) {
+      if (errno != EINTR) {
+        wait_errno = errno;
+        break;
+      }
+    }
+  }
   ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
   if (g_signal != 0) {
     return CancelledError(shown + " was ended by signal " + std::to_string(g_signal) +
