@@ -80,53 +80,109 @@ double NowSeconds() {
   return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
 }
 
-// Runs `stload args...` and returns what it printed and how it ended. A run that outlives
-// `timeout_s` is killed and reported as timed out (no input may hang the tool).
-RunResult RunStload(const std::vector<std::string>& args, double timeout_s = 60) {
-  int out_pipe[2];
-  int err_pipe[2];
-  if (::pipe2(out_pipe, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
-  if (::pipe2(err_pipe, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
+// How a child of SpawnStload is set up: where its stdout goes, and limits it runs under.
+struct SpawnOptions {
+  enum class Stdout {
+    kPipe,        // read by the test
+    kDevFull,     // every write fails with ENOSPC
+    kClosed,      // descriptor 1 closed
+    kBrokenPipe,  // a pipe whose read end is closed, SIGPIPE ignored: writes fail with EPIPE
+  };
+  Stdout out = Stdout::kPipe;
+  uid_t uid = 0;                        // run as this user (and group) when not 0; needs root
+  std::optional<rlim_t> nproc;          // RLIMIT_NPROC: processes and threads of that user
+  std::optional<rlim_t> address_space;  // RLIMIT_AS in bytes
+};
 
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&actions, out_pipe[1], 1);
-  posix_spawn_file_actions_adddup2(&actions, err_pipe[1], 2);
+struct Spawned {
+  pid_t pid = -1;
+  int out = -1;  // -1 unless Stdout::kPipe
+  int err = -1;
+};
 
+// Starts `stload args...` (fork and exec: the limits and the user are set in the child, before
+// exec, with async-signal-safe calls only).
+Spawned SpawnStload(const std::vector<std::string>& args, const SpawnOptions& options) {
   std::vector<std::string> argv_strings = {STLOAD_BINARY};
   argv_strings.insert(argv_strings.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (std::string& s : argv_strings) argv.push_back(s.data());
   argv.push_back(nullptr);
-
-  pid_t pid = -1;
-  const int spawn_error =
-      ::posix_spawn(&pid, STLOAD_BINARY, &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  ::close(out_pipe[1]);
-  ::close(err_pipe[1]);
-  if (spawn_error != 0) {
-    ::close(out_pipe[0]);
-    ::close(err_pipe[0]);
-    throw std::runtime_error(std::string("cannot run " STLOAD_BINARY ": ") +
-                             std::strerror(spawn_error));
+  int out_pipe[2] = {-1, -1};
+  int err_pipe[2];
+  if (::pipe2(err_pipe, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
+  using Out = SpawnOptions::Stdout;
+  if (options.out == Out::kPipe || options.out == Out::kBrokenPipe) {
+    if (::pipe2(out_pipe, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
   }
+  if (options.out == Out::kBrokenPipe) {
+    ::close(out_pipe[0]);
+    out_pipe[0] = -1;
+  }
+  const pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error("fork failed");
+  if (pid == 0) {
+    const int null_in = ::open("/dev/null", O_RDONLY);
+    if (null_in < 0 || ::dup2(null_in, 0) < 0) ::_exit(126);
+    switch (options.out) {
+      case Out::kPipe:
+      case Out::kBrokenPipe:
+        if (::dup2(out_pipe[1], 1) < 0) ::_exit(126);
+        break;
+      case Out::kDevFull: {
+        const int full = ::open("/dev/full", O_WRONLY);
+        if (full < 0 || ::dup2(full, 1) < 0) ::_exit(126);
+        break;
+      }
+      case Out::kClosed:
+        ::close(1);
+        break;
+    }
+    if (::dup2(err_pipe[1], 2) < 0) ::_exit(126);
+    // Whatever the test runner inherited (a shell's `&` ignores SIGINT), the tool starts with the
+    // default dispositions, except SIGPIPE where asked (an ignored signal stays ignored in exec).
+    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE}) ::signal(sig, SIG_DFL);
+    if (options.out == Out::kBrokenPipe) ::signal(SIGPIPE, SIG_IGN);
+    if (options.address_space) {
+      const rlimit limit{*options.address_space, *options.address_space};
+      if (::setrlimit(RLIMIT_AS, &limit) != 0) ::_exit(126);
+    }
+    if (options.nproc) {
+      const rlimit limit{*options.nproc, *options.nproc};
+      if (::setrlimit(RLIMIT_NPROC, &limit) != 0) ::_exit(126);
+    }
+    if (options.uid != 0) {
+      if (::setgroups(0, nullptr) != 0 || ::setgid(options.uid) != 0 ||
+          ::setuid(options.uid) != 0) {
+        ::_exit(126);
+      }
+    }
+    ::execv(STLOAD_BINARY, argv.data());
+    ::_exit(127);
+  }
+  ::close(err_pipe[1]);
+  if (out_pipe[1] >= 0) ::close(out_pipe[1]);
+  return {pid, out_pipe[0], err_pipe[0]};
+}
 
+// Collects what a spawned stload prints until it ends (killed after `timeout_s`, reported as
+// timed out). `on_output`, if given, is called after every read with what has arrived so far.
+RunResult WaitForStload(Spawned child, double timeout_s,
+                        const std::function<void(const RunResult&)>& on_output = {}) {
   RunResult result;
-  pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
+  pollfd fds[2] = {{child.out, POLLIN, 0}, {child.err, POLLIN, 0}};
   std::string* sinks[2] = {&result.out, &result.err};
-  int open_count = 2;
+  int open_count = (child.out >= 0) + (child.err >= 0);
   const double deadline = NowSeconds() + timeout_s;
   char buffer[65536];
   while (open_count > 0) {
     const double left = deadline - NowSeconds();
     if (left <= 0) {
       result.timed_out = true;
-      ::kill(pid, SIGKILL);
+      ::kill(child.pid, SIGKILL);
       break;
     }
-    const int ready = ::poll(fds, 2, static_cast<int>(left * 1000) + 1);
+    const int ready = ::poll(fds, 2, static_cast<int>(std::min(left, 0.05) * 1000) + 1);
     if (ready < 0 && errno == EINTR) continue;
     if (ready < 0) throw std::runtime_error("poll failed");
     for (int i = 0; i < 2; ++i) {
@@ -141,12 +197,13 @@ RunResult RunStload(const std::vector<std::string>& args, double timeout_s = 60)
         --open_count;
       }
     }
+    if (on_output) on_output(result);
   }
   for (pollfd& p : fds) {
     if (p.fd >= 0) ::close(p.fd);
   }
   int status = 0;
-  while (::waitpid(pid, &status, 0) < 0) {
+  while (::waitpid(child.pid, &status, 0) < 0) {
     if (errno != EINTR) throw std::runtime_error("waitpid failed");
   }
   if (WIFEXITED(status)) {
@@ -156,6 +213,17 @@ RunResult RunStload(const std::vector<std::string>& args, double timeout_s = 60)
     result.exit_code = 128 + WTERMSIG(status);
   }
   return result;
+}
+
+RunResult RunStloadWith(const std::vector<std::string>& args, const SpawnOptions& options,
+                        double timeout_s = 60) {
+  return WaitForStload(SpawnStload(args, options), timeout_s);
+}
+
+// Runs `stload args...` and returns what it printed and how it ended. A run that outlives
+// `timeout_s` is killed and reported as timed out (no input may hang the tool).
+RunResult RunStload(const std::vector<std::string>& args, double timeout_s = 60) {
+  return RunStloadWith(args, {}, timeout_s);
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -1284,146 +1352,6 @@ TEST(CliBench, ChartIsDrawn) {
 
 // ------------------------------------------------------------------------------------------------
 // Issue 16: what an adversarial probe found (items 6, 7, 9, 10, 13, 14, 15).
-
-// How a child of SpawnStload is set up: where its stdout goes, and limits it runs under.
-struct SpawnOptions {
-  enum class Stdout {
-    kPipe,        // read by the test
-    kDevFull,     // every write fails with ENOSPC
-    kClosed,      // descriptor 1 closed
-    kBrokenPipe,  // a pipe whose read end is closed, SIGPIPE ignored: writes fail with EPIPE
-  };
-  Stdout out = Stdout::kPipe;
-  uid_t uid = 0;                        // run as this user (and group) when not 0; needs root
-  std::optional<rlim_t> nproc;          // RLIMIT_NPROC: processes and threads of that user
-  std::optional<rlim_t> address_space;  // RLIMIT_AS in bytes
-};
-
-struct Spawned {
-  pid_t pid = -1;
-  int out = -1;  // -1 unless Stdout::kPipe
-  int err = -1;
-};
-
-// Starts `stload args...` (fork and exec: the limits and the user are set in the child, before
-// exec, with async-signal-safe calls only).
-Spawned SpawnStload(const std::vector<std::string>& args, const SpawnOptions& options) {
-  std::vector<std::string> argv_strings = {STLOAD_BINARY};
-  argv_strings.insert(argv_strings.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (std::string& s : argv_strings) argv.push_back(s.data());
-  argv.push_back(nullptr);
-  int out_pipe[2] = {-1, -1};
-  int err_pipe[2];
-  if (::pipe2(err_pipe, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
-  using Out = SpawnOptions::Stdout;
-  if (options.out == Out::kPipe || options.out == Out::kBrokenPipe) {
-    if (::pipe2(out_pipe, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
-  }
-  if (options.out == Out::kBrokenPipe) {
-    ::close(out_pipe[0]);
-    out_pipe[0] = -1;
-  }
-  const pid_t pid = ::fork();
-  if (pid < 0) throw std::runtime_error("fork failed");
-  if (pid == 0) {
-    const int null_in = ::open("/dev/null", O_RDONLY);
-    if (null_in < 0 || ::dup2(null_in, 0) < 0) ::_exit(126);
-    switch (options.out) {
-      case Out::kPipe:
-      case Out::kBrokenPipe:
-        if (::dup2(out_pipe[1], 1) < 0) ::_exit(126);
-        break;
-      case Out::kDevFull: {
-        const int full = ::open("/dev/full", O_WRONLY);
-        if (full < 0 || ::dup2(full, 1) < 0) ::_exit(126);
-        break;
-      }
-      case Out::kClosed:
-        ::close(1);
-        break;
-    }
-    if (::dup2(err_pipe[1], 2) < 0) ::_exit(126);
-    // Whatever the test runner inherited (a shell's `&` ignores SIGINT), the tool starts with the
-    // default dispositions, except SIGPIPE where asked (an ignored signal stays ignored in exec).
-    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE}) ::signal(sig, SIG_DFL);
-    if (options.out == Out::kBrokenPipe) ::signal(SIGPIPE, SIG_IGN);
-    if (options.address_space) {
-      const rlimit limit{*options.address_space, *options.address_space};
-      if (::setrlimit(RLIMIT_AS, &limit) != 0) ::_exit(126);
-    }
-    if (options.nproc) {
-      const rlimit limit{*options.nproc, *options.nproc};
-      if (::setrlimit(RLIMIT_NPROC, &limit) != 0) ::_exit(126);
-    }
-    if (options.uid != 0) {
-      if (::setgroups(0, nullptr) != 0 || ::setgid(options.uid) != 0 ||
-          ::setuid(options.uid) != 0) {
-        ::_exit(126);
-      }
-    }
-    ::execv(STLOAD_BINARY, argv.data());
-    ::_exit(127);
-  }
-  ::close(err_pipe[1]);
-  if (out_pipe[1] >= 0) ::close(out_pipe[1]);
-  return {pid, out_pipe[0], err_pipe[0]};
-}
-
-// Collects what a spawned stload prints until it ends (killed after `timeout_s`, reported as
-// timed out). `on_output`, if given, is called after every read with what has arrived so far.
-RunResult WaitForStload(Spawned child, double timeout_s,
-                        const std::function<void(const RunResult&)>& on_output = {}) {
-  RunResult result;
-  pollfd fds[2] = {{child.out, POLLIN, 0}, {child.err, POLLIN, 0}};
-  std::string* sinks[2] = {&result.out, &result.err};
-  int open_count = (child.out >= 0) + (child.err >= 0);
-  const double deadline = NowSeconds() + timeout_s;
-  char buffer[65536];
-  while (open_count > 0) {
-    const double left = deadline - NowSeconds();
-    if (left <= 0) {
-      result.timed_out = true;
-      ::kill(child.pid, SIGKILL);
-      break;
-    }
-    const int ready = ::poll(fds, 2, static_cast<int>(std::min(left, 0.05) * 1000) + 1);
-    if (ready < 0 && errno == EINTR) continue;
-    if (ready < 0) throw std::runtime_error("poll failed");
-    for (int i = 0; i < 2; ++i) {
-      if (fds[i].fd < 0 || fds[i].revents == 0) continue;
-      const ssize_t n = ::read(fds[i].fd, buffer, sizeof buffer);
-      if (n < 0 && errno == EINTR) continue;
-      if (n > 0) {
-        sinks[i]->append(buffer, static_cast<size_t>(n));
-      } else {
-        ::close(fds[i].fd);
-        fds[i].fd = -1;
-        --open_count;
-      }
-    }
-    if (on_output) on_output(result);
-  }
-  for (pollfd& p : fds) {
-    if (p.fd >= 0) ::close(p.fd);
-  }
-  int status = 0;
-  while (::waitpid(child.pid, &status, 0) < 0) {
-    if (errno != EINTR) throw std::runtime_error("waitpid failed");
-  }
-  if (WIFEXITED(status)) {
-    result.exit_code = WEXITSTATUS(status);
-  } else if (WIFSIGNALED(status)) {
-    result.signaled = true;
-    result.exit_code = 128 + WTERMSIG(status);
-  }
-  return result;
-}
-
-RunResult RunStloadWith(const std::vector<std::string>& args, const SpawnOptions& options,
-                        double timeout_s = 60) {
-  return WaitForStload(SpawnStload(args, options), timeout_s);
-}
 
 // A user id no process on the machine runs as, so that RLIMIT_NPROC counts only the tool's own
 // threads (it is not enforced for root).
