@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -66,3 +68,25 @@ def many_small(cli, tmp_path_factory) -> Path:
     """Thousands of 512-byte tensors in 2 shards (read many to a request)."""
     return make_checkpoint(cli, tmp_path_factory.mktemp("small") / "ckpt", "--preset",
                            "many-small", "--total", "1MiB", "--shards", "2", "--seed", "13")
+
+
+@pytest.fixture(scope="session")
+def torch():
+    return pytest.importorskip("torch", reason="torch is not installed (Debian: python3-torch)")
+
+
+@pytest.fixture
+def stand_in_paddle(torch, monkeypatch):
+    """A ``paddle`` module whose ``utils.dlpack.from_dlpack`` is torch's: checks the capsules
+    stload hands paddle (every dtype, no copy, memory kept alive) where paddle is missing."""
+    paddle = types.ModuleType("paddle")
+    paddle.__version__ = "stand-in"
+    utils = types.ModuleType("paddle.utils")
+    dlpack = types.ModuleType("paddle.utils.dlpack")
+    dlpack.from_dlpack = torch.utils.dlpack.from_dlpack
+    paddle.utils, utils.dlpack = utils, dlpack
+    monkeypatch.setitem(sys.modules, "paddle", paddle)
+    monkeypatch.setitem(sys.modules, "paddle.utils", utils)
+    monkeypatch.setitem(sys.modules, "paddle.utils.dlpack", dlpack)
+    monkeypatch.setattr(stload._frameworks, "_paddle_converter", None)
+    return paddle

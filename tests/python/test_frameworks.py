@@ -11,7 +11,6 @@ import gc
 import hashlib
 import subprocess
 import sys
-import types
 
 import numpy
 import pytest
@@ -201,11 +200,6 @@ def test_the_iterator_wrapper_has_the_weight_iterator_interface(numpy_dtypes):
 
 # --- torch -------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def torch():
-    return pytest.importorskip("torch", reason="torch is not installed (Debian: python3-torch)")
-
-
 def torch_dtype(torch, dtype: str):
     from stload._frameworks import TORCH_DTYPE_NAMES
 
@@ -379,23 +373,6 @@ except ImportError as e:
 
 
 # --- paddle ------------------------------------------------------------------------------------
-
-@pytest.fixture
-def stand_in_paddle(torch, monkeypatch):
-    """A ``paddle`` module whose ``utils.dlpack.from_dlpack`` is torch's: checks the capsules
-    stload hands paddle (every dtype, no copy, memory kept alive) where paddle is missing."""
-    paddle = types.ModuleType("paddle")
-    paddle.__version__ = "stand-in"
-    utils = types.ModuleType("paddle.utils")
-    dlpack = types.ModuleType("paddle.utils.dlpack")
-    dlpack.from_dlpack = torch.utils.dlpack.from_dlpack
-    paddle.utils, utils.dlpack = utils, dlpack
-    monkeypatch.setitem(sys.modules, "paddle", paddle)
-    monkeypatch.setitem(sys.modules, "paddle.utils", utils)
-    monkeypatch.setitem(sys.modules, "paddle.utils.dlpack", dlpack)
-    monkeypatch.setattr(stload._frameworks, "_paddle_converter", None)
-    return paddle
-
 
 def test_paddle_framework_hands_every_weight_over_dlpack(stand_in_paddle, torch, all_dtypes):
     weights = stload.load_file(all_dtypes, framework="stload")

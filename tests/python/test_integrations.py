@@ -11,7 +11,6 @@ from __future__ import annotations
 import inspect
 import json
 import sys
-import types
 from types import SimpleNamespace
 
 import pytest
@@ -86,11 +85,6 @@ def test_arguments_the_engine_does_not_take_are_type_errors(llama, call):
 
 
 # --- torch engines -----------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def torch():
-    return pytest.importorskip("torch", reason="torch is not installed (Debian: python3-torch)")
-
 
 def into_parameters(torch, pairs) -> dict:
     """The engine pattern: allocate each parameter, then param.copy_(loaded_weight)."""
@@ -265,20 +259,6 @@ def test_fastdeploy_load_config_forms(load_config, expected):
 def test_fastdeploy_bad_load_configs(llama, load_config, error, match):
     with pytest.raises(error, match=match):
         fastdeploy.get_weight_iterator(str(llama), load_config)
-
-
-@pytest.fixture
-def stand_in_paddle(torch, monkeypatch):
-    paddle = types.ModuleType("paddle")
-    paddle.__version__ = "stand-in"
-    utils = types.ModuleType("paddle.utils")
-    dlpack = types.ModuleType("paddle.utils.dlpack")
-    dlpack.from_dlpack = torch.utils.dlpack.from_dlpack
-    paddle.utils, utils.dlpack = utils, dlpack
-    monkeypatch.setitem(sys.modules, "paddle", paddle)
-    monkeypatch.setitem(sys.modules, "paddle.utils", utils)
-    monkeypatch.setitem(sys.modules, "paddle.utils.dlpack", dlpack)
-    monkeypatch.setattr(stload._frameworks, "_paddle_converter", None)
 
 
 @pytest.mark.parametrize("call", [
