@@ -1,0 +1,22 @@
+// A box of a tensor: one index range per dimension.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace stload {
+
+// Indices [begin, end) of one dimension.
+struct DimRange {
+  uint64_t begin = 0;
+  uint64_t end = 0;
+};
+
+// Empty `dims`: the whole tensor. Otherwise exactly one range per dimension of the tensor, each
+// inside it (begin <= end <= size). The result is the box's elements, dense, in C order.
+struct TensorSlice {
+  std::vector<DimRange> dims;
+  bool whole() const { return dims.empty(); }
+};
+
+}  // namespace stload

@@ -1,0 +1,95 @@
+// What to read, and where each requested tensor's bytes go: the plan every load runs.
+//
+// A request is a tensor and an optional slice. The planner turns requests (in delivery order)
+// into blocks. A block is read from one file into one piece of staging memory: its pieces are
+// contiguous file ranges, one read operation each (at most chunk_bytes, aligned to `alignment`),
+// laid out back to back in staging; its placements say how each request's bytes leave the block
+// (identity, or strided runs gathered into a dense C-order result). Plans are deterministic:
+// the same checkpoint, requests and options give the same plan in every process.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "format/slice_layout.h"
+#include "stload/checkpoint.h"
+#include "stload/load_config.h"
+#include "stload/result.h"
+#include "stload/tensor_slice.h"
+
+namespace stload::load {
+
+struct TensorRequest {
+  uint32_t tensor = 0;  // index into Checkpoint::tensors()
+  TensorSlice slice;    // empty: the whole tensor
+};
+
+// One read operation: file bytes [file_begin, file_end) of the block's shard into staging at
+// staging_offset. Aligned to PlanOptions::alignment (file_end may pass the file's end there:
+// readers then need only the bytes up to it).
+struct Piece {
+  uint64_t file_begin = 0;
+  uint64_t file_end = 0;
+  uint64_t staging_offset = 0;
+};
+
+// Bytes of request `request` that this block holds: `from` is in staging coordinates (offset
+// from the block's staging start); they land at `dst_offset` of the request's dense result.
+// A whole tensor read whole is one run {offset, size, size, 1}.
+struct Placement {
+  uint32_t request = 0;
+  format::StridedRun from;
+  uint64_t dst_offset = 0;
+};
+
+struct PlannedBlock {
+  uint32_t shard = 0;
+  uint64_t staging_bytes = 0;  // sum of the pieces' lengths
+  std::vector<Piece> pieces;   // in file order, staging back to back
+  std::vector<Placement> placements;
+  // Requests whose bytes are all in this block and end here, as positions in ReadPlan::requests:
+  // [first, first + count). Streaming delivery hands these out when the block is ready.
+  uint32_t first = 0;
+  uint32_t count = 0;
+  // True when the block's staging is the file range [pieces.front().file_begin,
+  // pieces.back().file_end) itself (no gaps), so a mapping of the file can stand in for it.
+  bool contiguous = true;
+};
+
+struct PlanOptions {
+  // Consecutive requests in the same file and back to back in it are grouped into one block
+  // while together at most this many bytes (a single larger request is a block of its own).
+  // 0: every request its own block.
+  uint64_t group_bytes = 0;
+  // Pieces are at most this long (a multiple of `alignment`).
+  uint64_t chunk_bytes = 16ull << 20;
+  // Piece boundaries are multiples of this (O_DIRECT); 1 for buffered reads.
+  uint32_t alignment = 1;
+  // A request larger than chunk_bytes may be split over several blocks (each its own staging),
+  // for sinks that place bytes into caller memory; false keeps each request in one block
+  // (streaming delivery hands out a request's bytes from one block's memory).
+  bool split_requests = false;
+  // Slices: two runs in the same file closer than this are read as one piece, gap included;
+  // farther apart, separately (see read_plan.cc for the policy and why).
+  uint64_t gap_bytes = 4096;
+};
+
+struct ReadPlan {
+  std::vector<TensorRequest> requests;  // in delivery order
+  std::vector<uint64_t> request_bytes;  // dense result size of each request
+  std::vector<PlannedBlock> blocks;     // in delivery order of the requests they finish
+  // For each request, the block that holds its last bytes (where streaming delivers it).
+  std::vector<uint32_t> block_of;
+  uint64_t total_bytes = 0;             // sum of request_bytes
+};
+
+// The whole tensors of `checkpoint` in `order`: natural (name) order, index order, or file
+// order (kFile and kAny).
+std::vector<TensorRequest> WholeTensors(const Checkpoint& checkpoint, LoadOrder order);
+
+// kInvalidArgument for a tensor index out of range or a bad slice (naming the tensor).
+Result<ReadPlan> PlanReads(const Checkpoint& checkpoint, std::vector<TensorRequest> requests,
+                           const PlanOptions& options);
+
+}  // namespace stload::load
