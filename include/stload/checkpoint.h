@@ -80,6 +80,7 @@ class Checkpoint {
   struct Impl;  // opaque: defined in the library
 
  private:
+  friend struct CheckpointAccess;  // the library's own view: the open sources
   explicit Checkpoint(std::shared_ptr<const Impl> impl);
   std::shared_ptr<const Impl> impl_;
 };

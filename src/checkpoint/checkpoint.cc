@@ -11,7 +11,9 @@
 
 #include "format/safetensors_header.h"
 #include "format/shard_index.h"
+#include "checkpoint/checkpoint_access.h"
 #include "io/file.h"
+#include "io/local_file_source.h"
 
 namespace stload {
 
@@ -19,14 +21,14 @@ struct Checkpoint::Impl {
   std::string path;
   bool has_index = false;
   std::vector<ShardInfo> shards;
-  std::vector<UniqueFd> fds;  // parallel to shards
+  std::vector<io::SourcePtr> sources;  // parallel to shards
   std::vector<TensorInfo> tensors;
   std::vector<uint32_t> index_order;
   std::unordered_map<std::string_view, uint32_t> by_name;  // views into tensors' names
   uint64_t total_bytes = 0;
   std::vector<std::string> warnings;
   // (st_dev, st_ino) of each shard opened so far -> its index in shards.
-  std::map<std::pair<dev_t, ino_t>, uint32_t> shard_by_identity;
+  std::map<io::Source::Identity, uint32_t> shard_by_identity;
 };
 
 namespace {
@@ -52,23 +54,24 @@ std::string BaseName(const std::string& path) {
 // link) is refused before its header is read: it could only repeat the first one's tensor names,
 // and N names for one file with a large header would otherwise parse and keep it N times.
 Status AddShard(Checkpoint::Impl& impl, const std::string& path) {
-  STLOAD_ASSIGN_OR_RETURN(io::OpenFile file, io::OpenReadOnly(path));
-  if (auto same = impl.shard_by_identity.find({file.device, file.inode});
+  STLOAD_ASSIGN_OR_RETURN(io::SourcePtr source, io::LocalFileSource::Open(path));
+  const uint64_t file_size = source->size_bytes();
+  if (auto same = impl.shard_by_identity.find(source->identity());
       same != impl.shard_by_identity.end()) {
     return CorruptError("is the same file as " + impl.shards[same->second].file_name +
                         " (a hard or symbolic link to it): a checkpoint holds each file once")
         .WithPath(path);
   }
   std::vector<std::byte> prefix(format::kHeaderLengthBytes);
-  if (file.size_bytes >= format::kHeaderLengthBytes) {
-    STLOAD_RETURN_IF_ERROR(io::PreadFull(file.fd.get(), prefix, 0).WithPath(path));
+  if (file_size >= format::kHeaderLengthBytes) {
+    STLOAD_RETURN_IF_ERROR(source->ReadAt(0, prefix).WithPath(path));
   }
-  Result<uint64_t> data_start = format::ParseHeaderLength(prefix, file.size_bytes);
+  Result<uint64_t> data_start = format::ParseHeaderLength(prefix, file_size);
   if (!data_start.ok()) return std::move(data_start).status().WithPath(path);
   prefix.resize(*data_start);
   std::span<std::byte> rest = std::span(prefix).subspan(format::kHeaderLengthBytes);
-  STLOAD_RETURN_IF_ERROR(io::PreadFull(file.fd.get(), rest, format::kHeaderLengthBytes).WithPath(path));
-  Result<format::Header> header = format::ParseHeader(prefix, file.size_bytes);
+  STLOAD_RETURN_IF_ERROR(source->ReadAt(format::kHeaderLengthBytes, rest).WithPath(path));
+  Result<format::Header> header = format::ParseHeader(prefix, file_size);
   if (!header.ok()) return std::move(header).status().WithPath(path);
 
   const uint32_t shard_index = static_cast<uint32_t>(impl.shards.size());
@@ -78,7 +81,7 @@ Status AddShard(Checkpoint::Impl& impl, const std::string& path) {
   ShardInfo& shard = impl.shards.emplace_back();
   shard.path = path;
   shard.file_name = BaseName(path);
-  shard.size_bytes = file.size_bytes;
+  shard.size_bytes = file_size;
   shard.data_start = header->data_start;
   shard.first_tensor = static_cast<uint32_t>(impl.tensors.size());
   shard.tensor_count = static_cast<uint32_t>(header->tensors.size());
@@ -88,8 +91,8 @@ Status AddShard(Checkpoint::Impl& impl, const std::string& path) {
     impl.total_bytes += t.size_bytes();
     impl.tensors.push_back(std::move(t));
   }
-  impl.fds.push_back(std::move(file.fd));
-  impl.shard_by_identity.emplace(std::pair(file.device, file.inode), shard_index);
+  impl.shard_by_identity.emplace(source->identity(), shard_index);
+  impl.sources.push_back(std::move(source));
   return OkStatus();
 }
 
@@ -296,7 +299,11 @@ std::span<const TensorInfo> Checkpoint::tensors() const { return impl_->tensors;
 std::span<const uint32_t> Checkpoint::index_order() const { return impl_->index_order; }
 uint64_t Checkpoint::total_bytes() const { return impl_->total_bytes; }
 std::span<const std::string> Checkpoint::warnings() const { return impl_->warnings; }
-int Checkpoint::shard_fd(uint32_t shard) const { return impl_->fds.at(shard).get(); }
+int Checkpoint::shard_fd(uint32_t shard) const { return impl_->sources.at(shard)->fd(); }
+
+const io::Source& CheckpointAccess::ShardSource(const Checkpoint& checkpoint, uint32_t shard) {
+  return *checkpoint.impl_->sources.at(shard);
+}
 
 Status Checkpoint::ReadTensorBytes(uint32_t tensor, uint64_t offset,
                                    std::span<std::byte> dst) const {
@@ -311,7 +318,7 @@ Status Checkpoint::ReadTensorBytes(uint32_t tensor, uint64_t offset,
         .WithTensor(t.name);
   }
   const ShardInfo& shard = impl_->shards[t.shard];
-  return io::PreadFull(impl_->fds[t.shard].get(), dst, t.file_offset + offset)
+  return impl_->sources[t.shard]->ReadAt(t.file_offset + offset, dst)
       .WithTensor(t.name)
       .WithPath(shard.path);
 }
