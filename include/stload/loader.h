@@ -5,6 +5,7 @@
 // next to each other in a file are read together in one request.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -12,12 +13,14 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <stop_token>
 #include <string>
 #include <vector>
 
 #include "stload/checkpoint.h"
 #include "stload/load_config.h"
 #include "stload/result.h"
+#include "stload/tensor_slice.h"
 
 namespace stload {
 
@@ -29,7 +32,16 @@ std::string_view ReadPathName(ReadPath path);  // "pread", "mmap", "direct"
 // about ten times a second and once at the end.
 using ProgressFn = std::function<void(uint64_t bytes_done, uint64_t bytes_total)>;
 
+// Bytes one shard contributed, and how it was read.
+struct ShardReadStats {
+  std::string file_name;
+  ReadPath read_path = ReadPath::kPread;  // after a fallback for this shard
+  uint64_t bytes_read = 0;                // file bytes read (O_DIRECT: with its aligned edges)
+};
+
 struct LoadStats {
+  // The read method of every shard: the one asked for, or the fallback when a shard fell back
+  // (per shard in `shards`).
   ReadPath read_path = ReadPath::kPread;
   bool io_uring = false;            // reads were submitted through io_uring
   int threads = 0;                  // reader threads actually started
@@ -37,6 +49,9 @@ struct LoadStats {
   uint64_t peak_held_bytes = 0;     // high-water mark of loaded-but-unreleased bytes (streaming)
   uint64_t fresh_bytes = 0;         // buffer memory newly allocated rather than reused (streaming)
   std::vector<std::string> warnings;  // e.g. an O_DIRECT fallback
+  // File bytes read per method, indexed by ReadPath (pread, mmap, direct).
+  std::array<uint64_t, 3> bytes_by_path{};
+  std::vector<ShardReadStats> shards;  // in Checkpoint::shards() order
 };
 
 // One loaded tensor. Its bytes live in memory owned by stload (a pooled buffer, or the file's
@@ -54,11 +69,11 @@ class Weight {
   // Something to hold to keep bytes() valid (for bindings that hand the memory on).
   std::shared_ptr<const void> keep_alive() const { return owner_; }
 
-  // Internal: built by the loader.
+ private:
+  friend class Loader;  // builds them
   Weight(const TensorInfo* info, const std::byte* data, std::shared_ptr<const void> owner)
       : info_(info), data_(data), owner_(std::move(owner)) {}
 
- private:
   const TensorInfo* info_ = nullptr;  // owned by the Checkpoint that owner_ keeps alive
   const std::byte* data_ = nullptr;
   std::shared_ptr<const void> owner_;
@@ -114,9 +129,8 @@ class Loader {
   std::default_sentinel_t end() { return {}; }
   const Status& status() const;
 
-  struct Impl;  // opaque
-
  private:
+  struct Impl;
   explicit Loader(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
@@ -143,20 +157,42 @@ class Loader::Iterator {
   bool done_ = false;
 };
 
-// Where one tensor's bytes go: `bytes` must be exactly the tensor's size.
+// Where a destination's memory lives. Host memory only, for now; device memory comes with the
+// GPU destinations.
+enum class MemoryKind { kHost };
+
+// Where one tensor's bytes, or one slice of it, go.
 struct Destination {
-  uint32_t tensor = 0;  // index into Checkpoint::tensors()
-  std::span<std::byte> bytes;
+  uint32_t tensor = 0;         // index into Checkpoint::tensors()
+  std::span<std::byte> bytes;  // exactly the tensor's size, or the slice's
+  // Empty: the whole tensor. Otherwise a box (one range per dimension) whose elements land in
+  // `bytes` densely, in C order. A cut inside a byte (F4, F6) is kInvalidArgument.
+  TensorSlice slice;
+  MemoryKind memory = MemoryKind::kHost;
 };
 
-// Reads each listed tensor straight into the caller's memory, in parallel across and within
-// tensors. With pread (the default here) the file bytes go directly into `bytes`, no intermediate
-// copy (with io_uring too); mmap copies from the populated mapping; O_DIRECT reads through small
-// aligned bounce buffers, one read at a time per thread (io_uring is not used there).
-// memory_limit and order do not apply. Returns the first error (naming file and offset);
-// `stats`, if given, is filled in either way.
-Status LoadInto(const Checkpoint& checkpoint, const LoadConfig& config,
-                std::span<const Destination> destinations, ProgressFn progress = {},
-                LoadStats* stats = nullptr);
+struct LoadIntoOptions {
+  LoadConfig config;
+  ProgressFn progress;  // called on the calling thread
+  // Cancels the load from another thread: LoadInto then returns kCancelled within one chunk per
+  // reader thread (with io_uring, one batch of uring_depth chunks).
+  std::stop_token stop;
+};
+
+// What LoadInto did: the first error (naming file, offset and tensor) or OK, and the statistics,
+// filled in either way.
+struct LoadReport {
+  Status status;
+  LoadStats stats;
+};
+
+// Reads each listed tensor (or slice) straight into the caller's memory, in parallel across and
+// within tensors. With pread (the default here) and io_uring the file bytes go directly into
+// `bytes`, no intermediate copy, where a destination is a whole tensor (or a contiguous slice);
+// mmap copies from the populated mapping; O_DIRECT and strided slices read through a small staging
+// arena (two chunks per reader thread) and are copied into place. memory_limit and order do not
+// apply. Blocks until done, failed or cancelled.
+LoadReport LoadInto(const Checkpoint& checkpoint, std::span<const Destination> destinations,
+                    const LoadIntoOptions& options = {});
 
 }  // namespace stload

@@ -22,39 +22,28 @@
 #include <thread>
 
 #include "io/buffer_pool.h"
-#include "load/read_plan.h"
-#include "load/shard_io.h"
+#include "load/engine.h"
+#include "load/read_plan_v2.h"
+#include "load/read_policy.h"
 #include "load/worker_count.h"
 #include "stload/loader.h"
 
 namespace stload {
 namespace {
 
-using load::PlannedBlock;
-
-struct Chunk {
-  uint32_t block = 0;
-  uint64_t begin = 0;  // file offsets
-  uint64_t end = 0;
-  std::byte* dst = nullptr;  // null for the mmap path
-};
-
-uint64_t AlignDown(uint64_t n, uint64_t a) { return n / a * a; }
-
-// The arena never needs to be larger than the checkpoint (plus O_DIRECT's aligned edges), and the
-// mmap path reads into the page cache, not into buffers.
 // Two chunks per reader thread (at least 64 MiB) in flight keep the readers busy while the
 // consumer works; reading further ahead only costs memory (README, "Measured").
 uint64_t ReadaheadBytes(const LoadConfig& config, int threads) {
   return std::max<uint64_t>(64ull << 20, 2 * static_cast<uint64_t>(std::max(threads, 1)) * config.chunk_bytes);
 }
 
+// The arena never needs to be larger than the checkpoint (plus O_DIRECT's aligned edges), and the
+// mmap path reads into the page cache, not into buffers.
 uint64_t ArenaBytes(ReadPath path, const LoadConfig& config, const Checkpoint& checkpoint) {
   if (path == ReadPath::kMmap) return 0;
   const uint64_t slack = 2 * 4096 * (checkpoint.tensors().size() + 1);
   return std::min(config.memory_limit, checkpoint.total_bytes() + slack);
 }
-uint64_t AlignUp(uint64_t n, uint64_t a) { return (n + a - 1) / a * a; }
 
 }  // namespace
 
@@ -69,6 +58,8 @@ std::string_view ReadPathName(ReadPath path) {
 
 // Everything the reader threads, the consumer and outstanding Weights share. Owned jointly by the
 // Loader and every block owner, so memory a Weight points into outlives the Loader if need be.
+// It is the engine's sink: Reserve admits blocks against memory_limit and the read-ahead bound,
+// Deliver marks a block ready for Next. Its state is guarded by the engine's mutex (`mu`).
 namespace {
 
 // A forked child has none of the parent's threads, and a lock one of them held at the fork stays
@@ -86,7 +77,7 @@ Status ForkedChildError(const Checkpoint& checkpoint) {
       .WithPath(checkpoint.path());
 }
 
-struct Shared : std::enable_shared_from_this<Shared> {
+struct Shared : load::Sink, std::enable_shared_from_this<Shared> {
   struct BlockOwner {
     BlockOwner(std::shared_ptr<Shared> s, uint32_t b) : shared(std::move(s)), block(b) {}
     BlockOwner(const BlockOwner&) = delete;
@@ -98,35 +89,35 @@ struct Shared : std::enable_shared_from_this<Shared> {
 
   struct BlockState {
     io::Buffer buffer;                 // pread and direct paths
-    const std::byte* data = nullptr;   // memory of the block's first tensor byte
+    std::byte* data = nullptr;         // the block's staging memory (or its range of the mapping)
+    bool mapped = false;
     uint64_t held_bytes = 0;           // counted against memory_limit
-    uint32_t chunks_left = 0;
     bool ready = false;
     bool delivered = false;
     std::shared_ptr<BlockOwner> owner;  // until the block's last tensor is handed out
   };
 
-  Shared(Checkpoint c, LoadConfig cfg, load::ReadPlan p, load::ShardFiles f)
+  Shared(Checkpoint c, LoadConfig cfg, load::ReadPlan p, std::shared_ptr<const load::ReadPolicy> r)
       : checkpoint(std::move(c)),
         config(cfg),
         plan(std::move(p)),
-        files(std::move(f)),
-        pool(ArenaBytes(files.path(), cfg, checkpoint), std::max<uint64_t>(4096, files.max_align())),
-        blocks(plan.blocks.size()) {}
+        policy(std::move(r)),
+        pool(ArenaBytes(policy->path(), cfg, checkpoint),
+             std::max<uint64_t>(4096, policy->alignment())),
+        blocks(plan.blocks.size()),
+        engine(checkpoint, plan, *policy, *this),
+        mu(engine.mutex()) {}
 
   const pid_t owner_pid = ::getpid();  // the process whose threads read
   const Checkpoint checkpoint;
   const LoadConfig config;
   const load::ReadPlan plan;
-  const load::ShardFiles files;
+  const std::shared_ptr<const load::ReadPolicy> policy;
   io::BufferPool pool;
-
-  std::mutex mu;
-  std::condition_variable work_cv;   // readers wait for chunks
-  std::condition_variable ready_cv;  // the consumer waits for blocks
   std::vector<BlockState> blocks;
-  size_t next_admit = 0;
-  std::deque<Chunk> queue;
+  load::Engine engine;
+  std::mutex& mu;                     // the engine's: guards everything below and `blocks`
+  std::condition_variable ready_cv;   // the consumer waits for blocks
   std::deque<uint32_t> ready_blocks;  // completion order, for LoadOrder::kAny
   uint64_t held = 0;                  // admitted and not yet released
   uint64_t in_flight = 0;             // admitted and not yet handed out
@@ -134,82 +125,59 @@ struct Shared : std::enable_shared_from_this<Shared> {
   // How far reading runs ahead of the consumer: enough queued chunks to keep every reader busy,
   // and no more, so memory that must be faulted in fresh stays small when memory_limit is large.
   uint64_t readahead_bytes = 0;
-  uint64_t bytes_read = 0;
-  bool cancelled = false;
-  Status error;
+  uint64_t bytes_ready = 0;
+  // The consumer waits for the next block while keeping earlier weights (see Admit).
+  bool consumer_waiting = false;
 
-  // Admits blocks while they fit. One that does not fit is admitted anyway when nothing is in
-  // flight and either nothing is held at all (it is larger than the limit and is read alone) or
+  // Admits the next block while it fits. One that does not fit is admitted anyway when nothing is
+  // in flight and either nothing is held at all (it is larger than the limit and is read alone) or
   // the consumer waits for it while keeping earlier weights (`consumer_waiting`: without it the
   // load would stall). Caller holds mu.
-  void Admit(bool consumer_waiting = false) {
-    bool queued = false;
-    while (!cancelled && next_admit < blocks.size()) {
-      const uint32_t index = static_cast<uint32_t>(next_admit);
-      const PlannedBlock& pb = plan.blocks[index];
-      uint64_t begin = pb.file_begin, end = pb.file_end;
-      uint64_t chunk = config.chunk_bytes;
-      if (files.path() == ReadPath::kDirect && end > begin) {
-        const uint32_t align = files[pb.shard].align;
-        begin = AlignDown(begin, align);
-        end = AlignUp(end, align);
-        chunk = std::max<uint64_t>(align, AlignDown(chunk, align));
-      }
-      const uint64_t need = end - begin;
-      const bool must = in_flight == 0 && (held == 0 || consumer_waiting);
-      if (!must && held + need > config.memory_limit) break;
-      if (!must && in_flight > 0 && in_flight + need > readahead_bytes) break;
-      BlockState& b = blocks[index];
-      if (files.path() == ReadPath::kMmap) {
-        b.data = files[pb.shard].map.data() + pb.file_begin;
-      } else if (need > 0) {
-        b.buffer = pool.TryAcquire(need);
-        if (!b.buffer.data && !must) break;  // wait for memory to come back
-        if (!b.buffer.data) b.buffer = pool.AcquireDedicated(need);
-        if (!b.buffer.data) {
-          Fail(ResourceExhaustedError("cannot allocate " + std::to_string(need) +
-                                      " bytes for the tensors read next")
-                   .WithPath(files[pb.shard].info->path)
-                   .WithOffset(pb.file_begin)
-                   .WithTensor(TensorAt(index, std::nullopt)));
-          return;
-        }
-        b.data = b.buffer.data + (pb.file_begin - begin);
-      }
-      b.held_bytes = need;
-      held += need;
-      in_flight += need;
-      peak_held = std::max(peak_held, held);
-      b.owner = std::make_shared<BlockOwner>(shared_from_this(), index);
-      std::vector<load::ByteRange> pieces = load::SplitRange(begin, end, chunk);
-      b.chunks_left = static_cast<uint32_t>(pieces.size());
-      for (const load::ByteRange& r : pieces) {
-        std::byte* dst = b.buffer.data ? b.buffer.data + (r.begin - begin) : nullptr;
-        queue.push_back({index, r.begin, r.end, dst});
-        queued = true;
-      }
-      ++next_admit;
-      if (pieces.empty()) MarkReady(index);
+  Result<std::optional<std::span<std::byte>>> Reserve(
+      uint32_t index, std::optional<std::span<std::byte>> mapped) override {
+    const load::PlannedBlock& pb = plan.blocks[index];
+    const uint64_t need = pb.staging_bytes;
+    const bool must = in_flight == 0 && (held == 0 || consumer_waiting);
+    if (!must && held + need > config.memory_limit) return std::optional<std::span<std::byte>>();
+    if (!must && in_flight > 0 && in_flight + need > readahead_bytes) {
+      return std::optional<std::span<std::byte>>();
     }
-    if (queued || next_admit == blocks.size()) work_cv.notify_all();
+    BlockState& b = blocks[index];
+    std::span<std::byte> memory;
+    if (mapped) {
+      memory = *mapped;
+      b.mapped = true;
+    } else if (need > 0) {
+      b.buffer = pool.TryAcquire(need);
+      if (!b.buffer.data && !must) return std::optional<std::span<std::byte>>();  // wait for memory
+      if (!b.buffer.data) b.buffer = pool.AcquireDedicated(need);
+      if (!b.buffer.data) {
+        return ResourceExhaustedError("cannot allocate " + std::to_string(need) +
+                                      " bytes for the tensors read next")
+            .WithPath(checkpoint.shards()[pb.shard].path)
+            .WithOffset(pb.pieces.front().file_begin)
+            .WithTensor(engine.TensorAt(index, std::nullopt));
+      }
+      memory = std::span(b.buffer.data, need);
+    }
+    b.data = memory.data();
+    b.held_bytes = need;
+    held += need;
+    in_flight += need;
+    peak_held = std::max(peak_held, held);
+    b.owner = std::make_shared<BlockOwner>(shared_from_this(), index);
+    return std::optional<std::span<std::byte>>(memory);
   }
 
-  // Caller holds mu.
-  void MarkReady(uint32_t index) {
+  void Failed() override { ready_cv.notify_all(); }
+
+  Status Deliver(uint32_t index, std::span<std::byte>) override {
+    std::lock_guard lock(mu);
     blocks[index].ready = true;
-    const PlannedBlock& pb = plan.blocks[index];
-    bytes_read += pb.file_end - pb.file_begin;
+    for (const load::Placement& p : plan.blocks[index].placements) bytes_ready += p.from.bytes();
     if (config.order == LoadOrder::kAny) ready_blocks.push_back(index);
     ready_cv.notify_all();
-  }
-
-  // Caller holds mu.
-  void Fail(Status status) {
-    if (error.ok()) error = std::move(status);
-    cancelled = true;
-    queue.clear();
-    work_cv.notify_all();
-    ready_cv.notify_all();
+    return OkStatus();
   }
 
   // The last Weight of a block is gone: return its memory and admit more.
@@ -219,79 +187,28 @@ struct Shared : std::enable_shared_from_this<Shared> {
     BlockState& b = blocks[index];
     held -= b.held_bytes;
     if (!b.delivered) in_flight -= b.held_bytes;  // dropped without being handed out
-    b.held_bytes = 0;
     if (b.buffer.data) {
       pool.Release(b.buffer);
       b.buffer = {};
-    } else if (files.path() == ReadPath::kMmap) {
-      const PlannedBlock& pb = plan.blocks[index];
-      files[pb.shard].map.Drop(pb.file_begin, pb.file_end - pb.file_begin);
+    } else if (b.mapped) {
+      const io::MappedFile& map = policy->file(plan.blocks[index].shard).map;
+      map.Drop(static_cast<uint64_t>(b.data - map.data()), b.held_bytes);
     }
+    b.held_bytes = 0;
     b.data = nullptr;
-    Admit();
+    engine.AdmitLocked();
   }
 
-  // The tensor whose bytes hold file offset `offset` within block `index`, for error messages.
-  std::string TensorAt(uint32_t index, std::optional<uint64_t> offset) const {
-    const PlannedBlock& pb = plan.blocks[index];
-    std::span<const TensorInfo> tensors = checkpoint.tensors();
-    for (uint32_t pos = pb.first; pos < pb.first + pb.count; ++pos) {
-      const TensorInfo& t = tensors[plan.sequence[pos]];
-      if (!offset || (*offset >= t.file_offset && *offset < t.file_offset + t.size_bytes())) {
-        return t.name;
-      }
-    }
-    return tensors[plan.sequence[pb.first]].name;
-  }
-
-  // Takes chunks from the queue and reads them: one at a time with plain system calls, or up to
-  // uring_depth at once through this thread's own io_uring ring.
-  void ReaderThread() {
-    std::unique_ptr<io::UringReader> ring;
-    if (files.uring()) {
-      // The probe in ShardFiles::Open succeeded; a ring that still cannot be made here (locked
-      // memory or descriptor limits) leaves this thread on plain system calls.
-      Result<std::unique_ptr<io::UringReader>> created = io::UringReader::Create(config.uring_depth);
-      if (created.ok()) ring = std::move(*created);
-    }
-    const size_t batch_max = ring ? ring->depth() : 1;
-    std::vector<Chunk> batch;
-    std::vector<io::ReadRequest> requests;
-    std::unique_lock lock(mu);
-    while (true) {
-      work_cv.wait(lock, [&] { return cancelled || !queue.empty() || next_admit == blocks.size(); });
-      if (cancelled || queue.empty()) return;
-      batch.clear();
-      while (!queue.empty() && batch.size() < batch_max) {
-        batch.push_back(queue.front());
-        queue.pop_front();
-      }
-      lock.unlock();
-      Status status;
-      size_t failed = 0;
-      if (ring) {
-        requests.clear();
-        for (const Chunk& c : batch) {
-          requests.push_back(files.Request(plan.blocks[c.block].shard, c.begin, c.end, c.dst));
-        }
-        status = ring->ReadAll(requests, &failed);
-        if (!status.ok()) {
-          status.WithPath(files[plan.blocks[batch[failed].block].shard].info->path);
-        }
-      } else {
-        const Chunk& c = batch.front();
-        status = files.Read(plan.blocks[c.block].shard, c.begin, c.end, c.dst);
-      }
-      lock.lock();
-      if (!status.ok()) {
-        std::string tensor = TensorAt(batch[failed].block, status.context().offset);
-        Fail(std::move(status).WithTensor(std::move(tensor)));
-        return;
-      }
-      for (const Chunk& c : batch) {
-        if (--blocks[c.block].chunks_left == 0) MarkReady(c.block);
-      }
-    }
+  // The consumer needs block `index`, which is not ready. With nothing in flight, it has not been
+  // admitted (it did not fit next to the weights the consumer still holds): admit it now, or the
+  // load would stall. Caller holds mu. Returns whether something was admitted or failed.
+  bool AdmitForWaitingConsumer() {
+    if (in_flight != 0) return false;
+    consumer_waiting = true;
+    const uint64_t before = held;
+    engine.AdmitLocked();
+    consumer_waiting = false;
+    return held != before || !engine.error_locked().ok();
   }
 };
 
@@ -299,31 +216,23 @@ struct Shared : std::enable_shared_from_this<Shared> {
 
 struct Loader::Impl {
   std::shared_ptr<Shared> shared;
-  std::vector<std::thread> threads;
   LoadStats stats;
   ProgressFn progress;
   std::chrono::steady_clock::time_point last_progress{};
   size_t delivered = 0;        // tensors handed out
   int64_t any_block = -1;      // kAny: the block being handed out
-  uint32_t any_next = 0;       // kAny: next sequence position within it
+  uint32_t any_next = 0;       // kAny: next request position within it
   Status final_status;         // the error or end seen by Next (for Iterator)
 
   ~Impl() {
     if (!shared) return;
     if (InForkedChild(shared->owner_pid)) {
       // The threads were the parent's: joining them here crashes or hangs, and destroying a
-      // joinable std::thread terminates. Leak them and the state they shared (see loader.h).
-      Leak(std::move(threads));
+      // joinable std::thread terminates. Leak the state they shared (see loader.h).
       Leak(std::move(shared));
       return;
     }
-    {
-      std::lock_guard lock(shared->mu);
-      shared->cancelled = true;
-      shared->queue.clear();
-    }
-    shared->work_cv.notify_all();
-    for (std::thread& t : threads) t.join();
+    shared->engine.Stop();
     std::vector<std::shared_ptr<Shared::BlockOwner>> owners;
     {
       std::lock_guard lock(shared->mu);
@@ -342,23 +251,18 @@ struct Loader::Impl {
     uint64_t done;
     {
       std::lock_guard lock(shared->mu);
-      done = shared->bytes_read;
+      done = shared->bytes_ready;
     }
-    progress(done, shared->checkpoint.total_bytes());
+    progress(done, shared->plan.total_bytes);
   }
 
-  // The consumer needs a block that is not ready. With nothing in flight, that block has not been
-  // admitted (it did not fit next to the weights the consumer still holds): admit it now, or the
-  // load would stall. Otherwise wait for a reader, until `deadline` if set. Returns false, without
-  // waiting, once `deadline` has passed. Caller holds shared->mu through `lock`.
+  // The consumer needs a block that is not ready: admit it if it waits for memory the consumer
+  // holds, else wait for a reader, until `deadline` if set. Returns false, without waiting, once
+  // `deadline` has passed. Caller holds shared->mu through `lock`.
   bool WaitForBlocks(std::unique_lock<std::mutex>& lock,
                      const std::optional<std::chrono::steady_clock::time_point>& deadline) {
     Shared& s = *shared;
-    if (s.in_flight == 0 && s.next_admit < s.blocks.size()) {
-      const size_t admitted = s.next_admit;
-      s.Admit(/*consumer_waiting=*/true);
-      if (s.next_admit != admitted || !s.error.ok()) return true;
-    }
+    if (s.AdmitForWaitingConsumer()) return true;
     if (!deadline) {
       s.ready_cv.wait(lock);
       return true;
@@ -378,8 +282,8 @@ struct Loader::Impl {
     {
       std::unique_lock lock(s.mu);
       while (true) {
-        if (!s.error.ok()) return s.error;
-        if (delivered == s.plan.sequence.size()) break;
+        if (!s.engine.error_locked().ok()) return s.engine.error_locked();
+        if (delivered == s.plan.requests.size()) break;
         uint32_t pos;
         if (s.config.order == LoadOrder::kAny) {
           if (any_block < 0) {
@@ -407,16 +311,19 @@ struct Loader::Impl {
         }
         const uint32_t index = s.plan.block_of[pos];
         Shared::BlockState& b = s.blocks[index];
-        const PlannedBlock& pb = s.plan.blocks[index];
-        const TensorInfo& t = s.checkpoint.tensors()[s.plan.sequence[pos]];
-        weight.emplace(&t, b.data + (t.file_offset - pb.file_begin), b.owner);
+        const load::PlannedBlock& pb = s.plan.blocks[index];
+        const TensorInfo& t = s.checkpoint.tensors()[s.plan.requests[pos].tensor];
+        // Whole tensors only (Loader plans no slices): one identity placement per request, in
+        // request order within the block.
+        const load::Placement& placement = pb.placements[pos - pb.first];
+        weight.emplace(Weight(&t, b.data + placement.from.offset, b.owner));
         ++delivered;
         if (pos + 1 == pb.first + pb.count) {
           b.delivered = true;
           s.in_flight -= b.held_bytes;
           b.owner.reset();  // the Weights handed out keep the block alive
           any_block = -1;
-          s.Admit();
+          s.engine.AdmitLocked();
         }
         break;
       }
@@ -436,37 +343,24 @@ Result<Loader> Loader::Open(const Checkpoint& checkpoint, const LoadConfig& conf
   STLOAD_RETURN_IF_ERROR(config.Validate());
   auto impl = std::make_unique<Impl>();
   impl->progress = std::move(progress);
+  STLOAD_ASSIGN_OR_RETURN(std::shared_ptr<const load::ReadPolicy> policy,
+                          load::ReadPolicy::Prepare(checkpoint, config, impl->stats.warnings));
+  impl->stats.read_path = policy->path();
+  impl->stats.io_uring = policy->uring();
+  load::PlanOptions options;
+  options.group_bytes = config.chunk_bytes;
+  options.chunk_bytes = config.chunk_bytes;
+  options.alignment = policy->alignment();
   STLOAD_ASSIGN_OR_RETURN(
-      load::ShardFiles files,
-      load::ShardFiles::Open(checkpoint, load::ShardFiles::RequestedPath(config, ReadPath::kPread),
-                             config.io_uring, config.uring_depth,
-                             impl->stats.warnings));
-  impl->stats.read_path = files.path();
-  impl->stats.io_uring = files.uring();
-  load::ReadPlan plan = load::PlanReads(checkpoint, config.order, config.chunk_bytes);
-  uint64_t chunks = 0;
-  for (const PlannedBlock& b : plan.blocks) {
-    chunks += (b.file_end - b.file_begin + config.chunk_bytes - 1) / config.chunk_bytes;
-  }
-  impl->shared = std::make_shared<Shared>(checkpoint, config, std::move(plan), std::move(files));
-  const int threads = load::WorkerCount(config.reader_threads(), chunks);
+      load::ReadPlan plan,
+      load::PlanReads(checkpoint, load::WholeTensors(checkpoint, config.order), options));
+  uint64_t work = 0;
+  for (const load::PlannedBlock& b : plan.blocks) work += std::max<size_t>(1, b.pieces.size());
+  impl->shared = std::make_shared<Shared>(checkpoint, config, std::move(plan), std::move(policy));
+  const int threads = load::WorkerCount(config.reader_threads(), work);
   impl->shared->readahead_bytes = ReadaheadBytes(config, threads);
-  {
-    std::lock_guard lock(impl->shared->mu);
-    impl->shared->Admit();
-  }
-  for (int i = 0; i < threads; ++i) {
-    try {
-      impl->threads.emplace_back([shared = impl->shared.get()] { shared->ReaderThread(); });
-    } catch (const std::system_error&) {
-      break;  // the system refused more threads: go on with those that started
-    }
-  }
-  impl->stats.threads = static_cast<int>(impl->threads.size());
-  if (impl->threads.empty() && threads > 0) {
-    return ResourceExhaustedError("cannot start a reader thread")  // ~Impl cleans up
-        .WithPath(checkpoint.path());
-  }
+  STLOAD_RETURN_IF_ERROR(impl->shared->engine.Start(threads));  // ~Impl cleans up
+  impl->stats.threads = impl->shared->engine.threads_started();
   return Loader(std::move(impl));
 }
 
@@ -488,18 +382,18 @@ Result<std::optional<Weight>> Loader::NextWithTimeout(std::chrono::milliseconds 
 void Loader::Cancel() {
   Shared& s = *impl_->shared;
   if (InForkedChild(s.owner_pid)) return;
-  std::lock_guard lock(s.mu);
-  if (!s.error.ok()) return;
-  s.Fail(CancelledError("the load was cancelled").WithPath(s.checkpoint.path()));
+  s.engine.Cancel();  // wakes a Next() waiting in another thread (Sink::Failed)
 }
 
 LoadStats Loader::stats() const {
   LoadStats stats = impl_->stats;
   if (InForkedChild(impl_->shared->owner_pid)) return stats;
-  std::lock_guard lock(impl_->shared->mu);
-  stats.bytes_read = impl_->shared->bytes_read;
-  stats.peak_held_bytes = impl_->shared->peak_held;
-  stats.fresh_bytes = impl_->shared->pool.fresh_bytes();
+  Shared& s = *impl_->shared;
+  std::lock_guard lock(s.mu);
+  stats.bytes_read = s.bytes_ready;
+  stats.peak_held_bytes = s.peak_held;
+  stats.fresh_bytes = s.pool.fresh_bytes();
+  load::FillReadStats(s.checkpoint, s.engine, *s.policy, stats);
   return stats;
 }
 

@@ -1,0 +1,106 @@
+#include "load/read_policy.h"
+
+#include <algorithm>
+
+#include "checkpoint/checkpoint_access.h"
+#include "io/direct_io.h"
+
+namespace stload::load {
+
+ReadPath PathOf(io::ReadMethod method) {
+  switch (method) {
+    case io::ReadMethod::kBuffered: return ReadPath::kPread;
+    case io::ReadMethod::kDirect: return ReadPath::kDirect;
+    case io::ReadMethod::kMmapPopulate: return ReadPath::kMmap;
+  }
+  return ReadPath::kPread;
+}
+
+namespace {
+
+io::ReadMethod RequestedMethod(const LoadConfig& config) {
+  if (config.direct_io) return io::ReadMethod::kDirect;
+  if (config.disable_mmap.has_value() && !*config.disable_mmap) return io::ReadMethod::kMmapPopulate;
+  return io::ReadMethod::kBuffered;
+}
+
+}  // namespace
+
+Result<std::shared_ptr<const ReadPolicy>> ReadPolicy::Prepare(const Checkpoint& checkpoint,
+                                                              const LoadConfig& config,
+                                                              std::vector<std::string>& warnings) {
+  auto policy = std::make_shared<ReadPolicy>();
+  const io::ReadMethod requested = RequestedMethod(config);
+  policy->path_ = PathOf(requested);
+  if (config.io_uring && requested != io::ReadMethod::kMmapPopulate) {
+    Result<std::unique_ptr<io::ReadContext>> probe = io::MakeUringContext(config.uring_depth);
+    if (probe.ok()) {
+      policy->uring_ = true;
+      policy->uring_depth_ = config.uring_depth;
+    } else {
+      warnings.push_back(probe.status().reason() + "; reading with plain system calls instead");
+    }
+  }
+  std::span<const ShardInfo> shards = checkpoint.shards();
+  policy->files_.resize(shards.size());
+  for (uint32_t s = 0; s < shards.size(); ++s) {
+    File& f = policy->files_[s];
+    const io::Source& source = CheckpointAccess::ShardSource(checkpoint, s);
+    f.prepared.source = &source;
+    f.size_bytes = source.size_bytes();
+    f.method = requested;
+    if (requested == io::ReadMethod::kDirect) {
+      Result<UniqueFd> direct =
+          (source.caps() & io::kCanDirect)
+              ? io::ReopenDirect(source.fd(), source.name())
+              : Result<UniqueFd>(UnsupportedError("the source cannot be read with O_DIRECT"));
+      if (!direct.ok() && direct.status().code() == ErrorCode::kUnsupported) {
+        warnings.push_back(shards[s].file_name + ": " + direct.status().reason() +
+                           "; reading with buffered pread instead");
+        f.method = io::ReadMethod::kBuffered;
+        policy->path_ = ReadPath::kPread;
+        continue;
+      }
+      if (!direct.ok()) return std::move(direct).status().WithPath(source.name());
+      f.prepared.direct_fd = std::move(*direct);
+      f.prepared.direct_align = io::DirectIoAlignment(f.prepared.direct_fd.get());
+      policy->alignment_ = std::max(policy->alignment_, f.prepared.direct_align);
+    } else if (requested == io::ReadMethod::kMmapPopulate) {
+      if (source.fd() < 0) {
+        f.method = io::ReadMethod::kBuffered;  // nothing to map (an in-memory source)
+        policy->path_ = ReadPath::kPread;
+        continue;
+      }
+      Result<io::MappedFile> map = io::MappedFile::Map(source.fd(), source.size_bytes());
+      if (!map.ok()) return std::move(map).status().WithPath(source.name());
+      f.prepared.map = std::move(*map);
+    }
+  }
+  return std::shared_ptr<const ReadPolicy>(std::move(policy));
+}
+
+io::ReadOp ReadPolicy::Op(uint32_t shard, uint64_t begin, uint64_t end, std::byte* dst) const {
+  const File& f = files_[shard];
+  io::ReadOp op;
+  op.file = &f.prepared;
+  op.method = f.method;
+  op.offset = begin;
+  op.length = end - begin;
+  // Pieces are aligned for O_DIRECT; the last one may end past the file, which then ends it.
+  op.required = std::min(end, f.size_bytes) - std::min(begin, f.size_bytes);
+  if (f.method == io::ReadMethod::kBuffered && op.required < op.length) {
+    op.length = op.required;  // pread reads exactly; nothing past the file's end is needed
+  }
+  op.dst = dst;
+  return op;
+}
+
+std::unique_ptr<io::ReadContext> ReadPolicy::MakeContext() const {
+  if (uring_) {
+    Result<std::unique_ptr<io::ReadContext>> ring = io::MakeUringContext(uring_depth_);
+    if (ring.ok()) return std::move(*ring);
+  }
+  return io::MakeSyscallContext();
+}
+
+}  // namespace stload::load
