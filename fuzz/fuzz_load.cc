@@ -216,8 +216,9 @@ void RunLoadInto(const Checkpoint& ckpt, const LoadConfig& config, uint32_t stri
     dst.push_back({i, std::span(buffers.back().get(), n)});
     total += n;
   }
-  stload::LoadStats stats;
-  stload::Status status = stload::LoadInto(ckpt, config, dst, {}, &stats);
+  stload::LoadReport report = stload::LoadInto(ckpt, dst, {.config = config});
+  const stload::Status& status = report.status;
+  const stload::LoadStats& stats = report.stats;
   FUZZ_CHECK(status.ok(), what + ": " + status.ToString());
   for (const stload::Destination& d : dst) CheckBytes(d.bytes, tensors[d.tensor], file, what);
   FUZZ_CHECK(stats.bytes_read == total, what + ": bytes_read");

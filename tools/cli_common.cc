@@ -208,7 +208,7 @@ void LoadFlags::AddTo(CLI::App& command) {
 LoadConfig LoadFlags::ToConfig() const {
   LoadConfig config;
   if (extra_config) {
-    Result<LoadConfig> parsed = LoadConfig::from_json(*extra_config);
+    Result<LoadConfig> parsed = LoadConfig::FromJson(*extra_config);
     if (!parsed.ok()) throw UsageError{"--extra-config: " + parsed.status().reason()};
     config = *parsed;
   }

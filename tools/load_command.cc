@@ -60,7 +60,10 @@ Status RunPrealloc(const Checkpoint& ckpt, const LoadConfig& config, ProgressFn 
   }
   const Clock::time_point start = Clock::now();
   report.setup_seconds = std::chrono::duration<double>(start - setup).count();
-  Status status = LoadInto(ckpt, config, destinations, std::move(progress), &report.stats);
+  LoadReport loaded =
+      LoadInto(ckpt, destinations, {.config = config, .progress = std::move(progress)});
+  report.stats = std::move(loaded.stats);
+  Status status = std::move(loaded.status);
   report.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   report.tensors = destinations.size();
   report.bytes = report.stats.bytes_read;

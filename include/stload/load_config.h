@@ -61,7 +61,7 @@ struct LoadConfig {
   // "disable_mmap": false}; every key is optional and starts from the defaults above. Unknown
   // keys, wrong types and out-of-range values are kInvalidArgument naming the key.
   // memory_limit and chunk_bytes take a byte count or a size string ("512MiB").
-  static Result<LoadConfig> from_json(std::string_view text);
+  static Result<LoadConfig> FromJson(std::string_view text);
 };
 
 // "4096", "512MiB", "2GiB", "1.5GB", "64K": KiB/MiB/GiB/TiB and K/M/G/T are powers of 1024,

@@ -57,7 +57,7 @@ PyLoadConfig LoadConfigFromDict(const py::dict& keys) {
   // refused there naming the key, or stands in as a value from_json refuses naming the key.
   const std::string text =
       py::module_::import("stload._config").attr("extra_config_json")(keys).cast<std::string>();
-  Result<LoadConfig> config = LoadConfig::from_json(text);
+  Result<LoadConfig> config = LoadConfig::FromJson(text);
   if (!config.ok()) ThrowStatus(config.status());
   PyLoadConfig out;
   static_cast<LoadConfig&>(out) = *config;
@@ -79,7 +79,7 @@ which keeps them all, has no limit.)doc");
   cls.def_static(
       "from_json",
       [](const std::string& text) {
-        Result<LoadConfig> config = LoadConfig::from_json(text);
+        Result<LoadConfig> config = LoadConfig::FromJson(text);
         if (!config.ok()) ThrowStatus(config.status());
         PyLoadConfig out;
         static_cast<LoadConfig&>(out) = *config;

@@ -17,7 +17,7 @@ struct PyLoadConfig : LoadConfig {
 };
 
 // A LoadConfig from a dict of extra-config keys (None values mean "unset"), through
-// LoadConfig::from_json (stload/_config.py writes the JSON). Integers of other types
+// LoadConfig::FromJson (stload/_config.py writes the JSON). Integers of other types
 // (numpy.int64, anything with __index__ that is a numbers.Integral) count as ints. Raises
 // stload.InvalidArgumentError naming the key at fault, also for values JSON cannot carry (2**64,
 // NaN, objects); num_threads above 2**20 counts as 2**20, as in from_json.

@@ -46,13 +46,13 @@ void Engine::AdmitLocked() {
     b.memory = **memory;
     b.mapped = mapped && b.memory.data() == mapped->data();
     b.pieces_left = static_cast<uint32_t>(pb.pieces.size());
-    if (pb.pieces.empty()) {
-      queue_.push_back({index, UINT32_MAX});
-    } else {
-      for (uint32_t i = 0; i < pb.pieces.size(); ++i) queue_.push_back({index, i});
-    }
-    queued = true;
     ++next_admit_;
+    if (pb.pieces.empty()) {
+      CompleteLocked(index);  // nothing to read
+      continue;
+    }
+    for (uint32_t i = 0; i < pb.pieces.size(); ++i) queue_.push_back({index, i});
+    queued = true;
   }
   if (queued || next_admit_ == plan_.blocks.size()) work_cv_.notify_all();
 }
@@ -128,6 +128,12 @@ std::string Engine::TensorAt(uint32_t block, std::optional<uint64_t> offset) con
   return tensors[plan_.requests[pb.first].tensor].name;
 }
 
+void Engine::CompleteLocked(uint32_t block) {
+  sink_.Completed(block);
+  bytes_delivered_.fetch_add(payload_[block], std::memory_order_relaxed);
+  if (++blocks_delivered_ == plan_.blocks.size()) done_cv_.notify_all();
+}
+
 void Engine::DeliverBlock(uint32_t block, std::unique_lock<std::mutex>& lock) {
   std::span<std::byte> memory = blocks_[block].memory;
   lock.unlock();
@@ -137,8 +143,8 @@ void Engine::DeliverBlock(uint32_t block, std::unique_lock<std::mutex>& lock) {
     FailLocked(std::move(status));
     return;
   }
-  bytes_delivered_.fetch_add(payload_[block], std::memory_order_relaxed);
-  if (++blocks_delivered_ == plan_.blocks.size()) done_cv_.notify_all();
+  CompleteLocked(block);
+  AdmitLocked();  // the sink may have memory back
 }
 
 void Engine::ReaderThread() {
@@ -159,10 +165,6 @@ void Engine::ReaderThread() {
     while (!queue_.empty() && batch.size() < batch_max) {
       const Work w = queue_.front();
       queue_.pop_front();
-      if (w.piece == UINT32_MAX) {
-        finished.push_back(w.block);  // an empty block: nothing to read
-        continue;
-      }
       const PlannedBlock& pb = plan_.blocks[w.block];
       const Piece& piece = pb.pieces[w.piece];
       const BlockState& b = blocks_[w.block];
@@ -170,7 +172,7 @@ void Engine::ReaderThread() {
       batch.push_back(w);
       ops.push_back(policy_.Op(pb.shard, piece.file_begin, piece.file_end, dst));
     }
-    if (!ops.empty()) {
+    {
       lock.unlock();
       size_t failed = 0;
       Status status = context->ReadAll(ops, &failed);

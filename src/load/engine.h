@@ -80,7 +80,7 @@ class Engine {
  private:
   struct Work {
     uint32_t block = 0;
-    uint32_t piece = 0;  // index into the block's pieces; UINT32_MAX: an empty block
+    uint32_t piece = 0;  // index into the block's pieces
   };
   struct BlockState {
     std::span<std::byte> memory;
@@ -89,8 +89,10 @@ class Engine {
   };
 
   void ReaderThread();
-  // Delivers `block` (on a reader thread, without the mutex).
+  // Delivers `block` (on a reader thread: Sink::Deliver without the mutex), then completes it.
   void DeliverBlock(uint32_t block, std::unique_lock<std::mutex>& lock);
+  // Sink::Completed and the counts. Caller holds the mutex.
+  void CompleteLocked(uint32_t block);
 
   // Tensor bytes each block delivers (the sum of its placements).
   std::vector<uint64_t> payload_;

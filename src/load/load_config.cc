@@ -74,7 +74,7 @@ Status LoadConfig::Validate() const {
   return OkStatus();
 }
 
-Result<LoadConfig> LoadConfig::from_json(std::string_view text) {
+Result<LoadConfig> LoadConfig::FromJson(std::string_view text) {
   simdjson::dom::parser parser;
   simdjson::padded_string padded(text);
   simdjson::dom::element root;

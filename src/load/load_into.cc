@@ -32,8 +32,6 @@ class DestinationSink final : public load::Sink {
         pool_(staging_bytes, std::max<uint64_t>(4096, policy.alignment())),
         staging_(plan.blocks.size()) {}
 
-  void Attach(load::Engine& engine) { engine_ = &engine; }
-
   Result<std::optional<std::span<std::byte>>> Reserve(
       uint32_t block, std::optional<std::span<std::byte>> mapped) override {
     const load::PlannedBlock& pb = plan_.blocks[block];
@@ -66,18 +64,19 @@ class DestinationSink final : public load::Sink {
         }
       }
     }
-    if (staging_[block].data) {
-      std::lock_guard lock(engine_->mutex());
-      pool_.Release(staging_[block]);
-      staging_[block] = {};
-      --staging_in_use_;
-      engine_->AdmitLocked();
-    } else if (!InPlace(pb) && !pb.pieces.empty() &&
-               policy_.method(pb.shard) == io::ReadMethod::kMmapPopulate) {
+    if (!staging_[block].data && !InPlace(pb) &&
+        policy_.method(pb.shard) == io::ReadMethod::kMmapPopulate) {
       // Gathered from the mapping: the copies are what the caller keeps.
       policy_.file(pb.shard).map.Drop(pb.pieces.front().file_begin, pb.staging_bytes);
     }
     return OkStatus();
+  }
+
+  void Completed(uint32_t block) override {
+    if (!staging_[block].data) return;
+    pool_.Release(staging_[block]);
+    staging_[block] = {};
+    --staging_in_use_;
   }
 
  private:
@@ -94,7 +93,6 @@ class DestinationSink final : public load::Sink {
   const load::ReadPlan& plan_;
   const load::ReadPolicy& policy_;
   std::span<const Destination> destinations_;
-  load::Engine* engine_ = nullptr;
   io::BufferPool pool_;                 // guarded by the engine's mutex
   std::vector<io::Buffer> staging_;     // per block, while it is read and gathered
   uint32_t staging_in_use_ = 0;
@@ -155,13 +153,12 @@ LoadReport LoadInto(const Checkpoint& checkpoint, std::span<const Destination> d
     return report;
   }
   uint64_t work = 0;
-  for (const load::PlannedBlock& b : plan->blocks) work += std::max<size_t>(1, b.pieces.size());
+  for (const load::PlannedBlock& b : plan->blocks) work += b.pieces.size();
   const int threads = load::WorkerCount(config.reader_threads(), work);
   const uint64_t staging = std::max<uint64_t>(64ull << 20, 2ull * std::max(threads, 1) *
                                                                (config.chunk_bytes + 2 * (*policy)->alignment()));
   DestinationSink sink(*plan, **policy, destinations, staging);
   load::Engine engine(checkpoint, *plan, **policy, sink);
-  sink.Attach(engine);
   std::stop_callback on_stop(options.stop, [&engine] { engine.Cancel(); });
   report.status = engine.Start(threads);
   if (report.status.ok()) {

@@ -171,13 +171,14 @@ struct Shared : load::Sink, std::enable_shared_from_this<Shared> {
 
   void Failed() override { ready_cv.notify_all(); }
 
-  Status Deliver(uint32_t index, std::span<std::byte>) override {
-    std::lock_guard lock(mu);
+  // Nothing to gather: Weights point into the block's memory.
+  Status Deliver(uint32_t, std::span<std::byte>) override { return OkStatus(); }
+
+  void Completed(uint32_t index) override {
     blocks[index].ready = true;
     for (const load::Placement& p : plan.blocks[index].placements) bytes_ready += p.from.bytes();
     if (config.order == LoadOrder::kAny) ready_blocks.push_back(index);
     ready_cv.notify_all();
-    return OkStatus();
   }
 
   // The last Weight of a block is gone: return its memory and admit more.
@@ -355,7 +356,7 @@ Result<Loader> Loader::Open(const Checkpoint& checkpoint, const LoadConfig& conf
       load::ReadPlan plan,
       load::PlanReads(checkpoint, load::WholeTensors(checkpoint, config.order), options));
   uint64_t work = 0;
-  for (const load::PlannedBlock& b : plan.blocks) work += std::max<size_t>(1, b.pieces.size());
+  for (const load::PlannedBlock& b : plan.blocks) work += b.pieces.size();
   impl->shared = std::make_shared<Shared>(checkpoint, config, std::move(plan), std::move(policy));
   const int threads = load::WorkerCount(config.reader_threads(), work);
   impl->shared->readahead_bytes = ReadaheadBytes(config, threads);

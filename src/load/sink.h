@@ -23,10 +23,15 @@ class Sink {
   virtual Result<std::optional<std::span<std::byte>>> Reserve(
       uint32_t block, std::optional<std::span<std::byte>> mapped) = 0;
 
-  // Every piece of `block` is in `memory` (what Reserve returned). Called on the reader thread
-  // that finished the block, without the engine's mutex (it may copy); blocks may be delivered
-  // concurrently and in any order. An error ends the load (first error wins).
+  // Every piece of `block` is in `memory` (what Reserve returned): gather placements, start a
+  // copy. Called on the reader thread that finished the block, without the engine's mutex (it may
+  // copy); blocks may be delivered concurrently and in any order. An error ends the load (first
+  // error wins). Not called for a block without pieces (nothing was read).
   virtual Status Deliver(uint32_t block, std::span<std::byte> memory) = 0;
+
+  // `block` is done (after Deliver, or at once for a block without pieces): publish it, give
+  // staging back. Called with the engine's mutex held; the engine admits more blocks afterwards.
+  virtual void Completed(uint32_t block) = 0;
 
   // The load failed or was cancelled: wake whoever waits on the sink. Called with the engine's
   // mutex held.

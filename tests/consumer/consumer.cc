@@ -78,7 +78,7 @@ int main() {
     std::vector<std::byte> a(3), b(5);
     const stload::Destination destinations[] = {{*checkpoint->Find("a"), a},
                                                 {*checkpoint->Find("b"), b}};
-    stload::Status status = stload::LoadInto(*checkpoint, config, destinations);
+    stload::Status status = stload::LoadInto(*checkpoint, destinations, {.config = config}).status;
     if (!status.ok()) return Fail(status.ToString());
     if (!Expected(0, a) || !Expected(1, b)) return Fail("LoadInto read wrong bytes");
 

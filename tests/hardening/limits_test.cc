@@ -129,7 +129,7 @@ TEST(Limits, MemoryLimitOfOneByteLoadsOneBlockAtATime) {
   LoadConfig config;
   config.memory_limit = 1;
   ASSERT_TRUE(config.Validate().ok()) << config.Validate().ToString();
-  Result<LoadConfig> parsed = LoadConfig::from_json(R"({"memory_limit": 1})");
+  Result<LoadConfig> parsed = LoadConfig::FromJson(R"({"memory_limit": 1})");
   ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
   EXPECT_EQ(parsed->memory_limit, 1u);
 
@@ -231,7 +231,7 @@ TEST(Limits, HundredThousandTensors) {
          {reinterpret_cast<std::byte*>(into.data()) + (t.file_offset - data_start),
           t.size_bytes()}});
   }
-  Status status = LoadInto(ckpt, config, destinations);
+  Status status = LoadInto(ckpt, destinations, {.config = config}).status;
   ASSERT_TRUE(status.ok()) << status.ToString();
   EXPECT_TRUE(into == data);
   // About a second in a release build on a busy 2-core VM; 10 s catches a quadratic blow-up.

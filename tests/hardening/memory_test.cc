@@ -211,7 +211,7 @@ TEST(MemoryLimits, NoReaderThreadIsResourceExhaustedNamingTheCheckpoint) {
     if (loader.status().file_name() != "model.safetensors") ::_exit(24);
     std::vector<std::byte> memory(4096);
     const Destination d{0, memory};
-    Status into = LoadInto(*checkpoint, config, {&d, 1});
+    Status into = LoadInto(*checkpoint, {&d, 1}, {.config = config}).status;
     if (into.code() != ErrorCode::kResourceExhausted) ::_exit(25);
     if (into.file_name() != "model.safetensors") ::_exit(26);
     ::_exit(0);

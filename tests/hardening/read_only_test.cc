@@ -151,7 +151,7 @@ TEST_F(ReadOnly, FailedLoadsChangeNothing) {
     ASSERT_TRUE(loader->Next().ok());
   }  // dropped with reads outstanding
   std::vector<std::byte> small(3);
-  EXPECT_FALSE(LoadInto(ckpt, LoadConfig{}, std::vector<Destination>{{0, small}}).ok());
+  EXPECT_FALSE(LoadInto(ckpt, std::vector<Destination>{{0, small}}).status.ok());
   EXPECT_TRUE(Snapshot(dir_) == before) << "the checkpoint changed";
 
   // An index that disagrees with its shards: Checkpoint::Open fails and writes nothing.

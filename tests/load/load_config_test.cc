@@ -10,7 +10,7 @@ namespace stload {
 namespace {
 
 LoadConfig ParseOk(std::string_view json) {
-  Result<LoadConfig> config = LoadConfig::from_json(json);
+  Result<LoadConfig> config = LoadConfig::FromJson(json);
   EXPECT_TRUE(config.ok()) << json << ": " << config.status().ToString();
   if (!config.ok()) return LoadConfig{};
   EXPECT_TRUE(config->Validate().ok()) << json;
@@ -109,7 +109,7 @@ class RejectsBadConfig : public testing::TestWithParam<BadConfig> {};
 
 TEST_P(RejectsBadConfig, AsInvalidArgumentNamingTheKey) {
   const BadConfig& c = GetParam();
-  Result<LoadConfig> config = LoadConfig::from_json(c.json);
+  Result<LoadConfig> config = LoadConfig::FromJson(c.json);
   ASSERT_FALSE(config.ok()) << c.json;
   EXPECT_EQ(config.status().code(), ErrorCode::kInvalidArgument) << config.status().ToString();
   if (!c.key.empty()) {

@@ -69,7 +69,9 @@ LoadOutcome RunLoad(const Checkpoint& checkpoint, Api api, const LoadConfig& con
       bytes.assign(t.size_bytes(), std::byte{0xA5});
       destinations.push_back({i, bytes});
     }
-    out.status = LoadInto(checkpoint, config, destinations, {}, &out.stats);
+    LoadReport report = LoadInto(checkpoint, destinations, {.config = config});
+    out.status = std::move(report.status);
+    out.stats = std::move(report.stats);
     return out;
   }
   Result<Loader> loader = Loader::Open(checkpoint, config);
