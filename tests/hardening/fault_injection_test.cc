@@ -235,8 +235,6 @@ std::vector<Param> Params(std::initializer_list<Path> paths) {
   std::vector<Param> params;
   for (Api api : {Api::kLoader, Api::kLoadInto}) {
     for (Path path : paths) {
-      // LoadInto reads O_DIRECT through bounce buffers without io_uring: DirectUring is Direct.
-      if (api == Api::kLoadInto && path == Path::kDirectUring) continue;
       for (int threads : {1, 4}) params.emplace_back(api, path, threads);
     }
   }
@@ -369,7 +367,6 @@ TEST_P(DirectFaults, DirectReadWithoutProgressIsAnError) {
   EXPECT_NE(out.status.reason().find("no progress"), std::string::npos) << out.status.ToString();
 }
 
-// LoadInto does not use io_uring for O_DIRECT, so only the Loader has DirectUring here.
 INSTANTIATE_TEST_SUITE_P(Hardening, UringFaults,
                          testing::ValuesIn(Params({Path::kPreadUring, Path::kDirectUring})),
                          ParamName);

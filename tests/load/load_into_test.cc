@@ -114,9 +114,8 @@ const TestCheckpoint& GetCheckpoint(Kind kind) {
   return made.emplace(kind, std::move(tc)).first->second;
 }
 
-// LoadInto does not use io_uring for O_DIRECT (it reads through bounce buffers, and says so), so
-// DirectUring is not a path of its own here.
-constexpr Path kIntoPaths[] = {Path::kPread, Path::kMmap, Path::kDirect, Path::kPreadUring};
+constexpr Path kIntoPaths[] = {Path::kPread, Path::kMmap, Path::kDirect, Path::kPreadUring,
+                               Path::kDirectUring};
 
 LoadConfig MakeConfig(test::Path path, int threads, uint64_t chunk_bytes) {
   return test::MakeConfig(path, threads, LoadOrder::kFile, chunk_bytes);
@@ -178,11 +177,12 @@ class LoadIntoMatrix : public testing::TestWithParam<IntoParam> {
       total += ckpt.tensors()[t].size_bytes();
     }
     std::vector<std::pair<uint64_t, uint64_t>> progress;
-    LoadStats stats;
-    stats.bytes_read = 12345;  // overwritten
-    Status status = LoadInto(
-        ckpt, MakeConfig(path, threads, tc.chunk_bytes), destinations,
-        [&](uint64_t done, uint64_t all) { progress.emplace_back(done, all); }, &stats);
+    const LoadReport report = LoadInto(
+        ckpt, destinations,
+        {.config = MakeConfig(path, threads, tc.chunk_bytes),
+         .progress = [&](uint64_t done, uint64_t all) { progress.emplace_back(done, all); }});
+    const Status& status = report.status;
+    const LoadStats& stats = report.stats;
     ASSERT_TRUE(status.ok()) << status.ToString();
     SKIP_IF_DIRECT_REFUSED(path, stats);
     EXPECT_EQ(stats.read_path, ExpectedReadPath(path));
@@ -219,11 +219,11 @@ TEST_P(LoadIntoMatrix, SubsetInScrambledOrder) {
 TEST_P(LoadIntoMatrix, NoDestinations) {
   const auto [kind, path, threads] = GetParam();
   const TestCheckpoint& tc = GetCheckpoint(kind);
-  LoadStats stats;
-  Status status = LoadInto(*tc.ckpt, MakeConfig(path, threads, tc.chunk_bytes), {}, {}, &stats);
-  ASSERT_TRUE(status.ok()) << status.ToString();
-  EXPECT_EQ(stats.threads, 0);
-  EXPECT_EQ(stats.bytes_read, 0u);
+  const LoadReport report =
+      LoadInto(*tc.ckpt, {}, {.config = MakeConfig(path, threads, tc.chunk_bytes)});
+  ASSERT_TRUE(report.status.ok()) << report.status.ToString();
+  EXPECT_EQ(report.stats.threads, 0);
+  EXPECT_EQ(report.stats.bytes_read, 0u);
 }
 
 std::string IntoName(const testing::TestParamInfo<IntoParam>& info) {
@@ -251,7 +251,7 @@ TEST(LoadInto, OneTensorIntoAlignedAndUnalignedMemory) {
       const size_t start = (4096 - base % 4096) % 4096 + misalign;
       std::span<std::byte> dst(storage.data() + start, size);
       const Destination d{embed, dst};
-      Status status = LoadInto(*tc.ckpt, MakeConfig(path, 8, tc.chunk_bytes), {&d, 1});
+      Status status = LoadInto(*tc.ckpt, {&d, 1}, {.config = MakeConfig(path, 8, tc.chunk_bytes)}).status;
       ASSERT_TRUE(status.ok()) << status.ToString();
       EXPECT_TRUE(SameBytes("embed", tc.reference[embed], dst));
       for (size_t i = 0; i < start; ++i) ASSERT_EQ(storage[i], kSentinel) << "before, at " << i;
@@ -277,8 +277,8 @@ TEST(LoadInto, WrongSizeDestinationIsInvalidArgument) {
                         Case{"empty for a tensor", w1, 0}, Case{"bytes for an empty tensor", e0, 1}}) {
     SCOPED_TRACE(c.label);
     const Destination d{c.tensor, std::span(buffer.data(), c.bytes)};
-    LoadStats stats;
-    Status status = LoadInto(*tc.ckpt, MakeConfig(Path::kPread, 2, tc.chunk_bytes), {&d, 1}, {}, &stats);
+    Status status =
+        LoadInto(*tc.ckpt, {&d, 1}, {.config = MakeConfig(Path::kPread, 2, tc.chunk_bytes)}).status;
     EXPECT_EQ(status.code(), ErrorCode::kInvalidArgument) << status.ToString();
     EXPECT_EQ(status.context().tensor, tc.ckpt->tensors()[c.tensor].name) << status.ToString();
   }
@@ -291,14 +291,16 @@ TEST(LoadInto, OutOfRangeTensorIndexIsInvalidArgument) {
   for (uint32_t index : {n, n + 1, UINT32_MAX}) {
     SCOPED_TRACE(index);
     const Destination d{index, buffer};
-    Status status = LoadInto(*tc.ckpt, MakeConfig(Path::kMmap, 2, tc.chunk_bytes), {&d, 1});
+    Status status =
+        LoadInto(*tc.ckpt, {&d, 1}, {.config = MakeConfig(Path::kMmap, 2, tc.chunk_bytes)}).status;
     EXPECT_EQ(status.code(), ErrorCode::kInvalidArgument) << status.ToString();
   }
   // A bad destination after good ones: nothing is read.
   const uint32_t w0 = *tc.ckpt->Find("w.0");
   std::vector<std::byte> good(tc.ckpt->tensors()[w0].size_bytes(), kSentinel);
   const Destination both[] = {{w0, good}, {n, buffer}};
-  Status status = LoadInto(*tc.ckpt, MakeConfig(Path::kPread, 2, tc.chunk_bytes), both);
+  Status status =
+      LoadInto(*tc.ckpt, both, {.config = MakeConfig(Path::kPread, 2, tc.chunk_bytes)}).status;
   EXPECT_EQ(status.code(), ErrorCode::kInvalidArgument) << status.ToString();
   EXPECT_TRUE(std::all_of(good.begin(), good.end(), [](std::byte b) { return b == kSentinel; }));
 }
@@ -308,7 +310,7 @@ TEST(LoadInto, InvalidThreadCountIsInvalidArgument) {
   for (int threads : {0, -1}) {
     LoadConfig config = MakeConfig(Path::kPread, 2, tc.chunk_bytes);
     config.num_threads = threads;
-    Status status = LoadInto(*tc.ckpt, config, {});
+    Status status = LoadInto(*tc.ckpt, {}, {.config = config}).status;
     EXPECT_EQ(status.code(), ErrorCode::kInvalidArgument) << threads << ": " << status.ToString();
   }
 }
@@ -325,8 +327,9 @@ TEST(LoadInto, HugeThreadCountIsClamped) {
     destinations.push_back({i, buffers.back()});
   }
   LoadConfig config = MakeConfig(Path::kPread, 10000, 4096);
-  LoadStats stats;
-  Status status = LoadInto(*tc.ckpt, config, destinations, {}, &stats);
+  const LoadReport report = LoadInto(*tc.ckpt, destinations, {.config = config});
+  const Status& status = report.status;
+  const LoadStats& stats = report.stats;
   ASSERT_TRUE(status.ok()) << status.ToString();
   const uint64_t chunks = ChunkCount(*tc.ckpt, all, 4096);
   ASSERT_GT(chunks, 256u);
@@ -359,8 +362,10 @@ TEST_P(LoadIntoTruncated, ErrorNamesTheFile) {
     buffers.emplace_back(ckpt.tensors()[i].size_bytes());
     destinations.push_back({i, buffers.back()});
   }
-  LoadStats stats;
-  Status status = LoadInto(ckpt, MakeConfig(path, threads, 8192), destinations, {}, &stats);
+  const LoadReport report =
+      LoadInto(ckpt, destinations, {.config = MakeConfig(path, threads, 8192)});
+  const Status& status = report.status;
+  const LoadStats& stats = report.stats;
   SKIP_IF_DIRECT_REFUSED(path, stats);
   ASSERT_FALSE(status.ok());
   EXPECT_EQ(status.code(), ErrorCode::kCorrupt) << status.ToString();
@@ -392,8 +397,10 @@ TEST(LoadInto, ShrunkWithinTheLastPageIsCorrupt) {
       ASSERT_EQ(::truncate(file.c_str(), static_cast<off_t>(tail.file_offset + 50)), 0);
       std::vector<std::byte> a(ckpt.tensors()[0].size_bytes()), t(tail.size_bytes());
       const Destination destinations[] = {{0, a}, {1, t}};
-      LoadStats stats;
-      Status status = LoadInto(ckpt, MakeConfig(path, threads, 4096), destinations, {}, &stats);
+      const LoadReport report =
+          LoadInto(ckpt, destinations, {.config = MakeConfig(path, threads, 4096)});
+      const Status& status = report.status;
+      const LoadStats& stats = report.stats;
       if (test::IsDirect(path) && stats.read_path != ReadPath::kDirect) continue;
       if (test::IsUring(path) && !stats.io_uring) continue;
       EXPECT_EQ(status.code(), ErrorCode::kCorrupt) << status.ToString();
@@ -417,7 +424,9 @@ INSTANTIATE_TEST_SUITE_P(LoadInto, LoadIntoTruncated,
 namespace stload {
 namespace {
 
-TEST(LoadInto, DirectWithUringSaysItReadsWithoutUring) {
+// O_DIRECT with io_uring reads into the staging arena through the ring, then copies into place
+// (before the one engine, LoadInto read O_DIRECT without io_uring and said so).
+TEST(LoadInto, DirectWithUringReadsThroughTheRing) {
   test::TempDir dir;
   const std::string path = dir.File("one.safetensors");
   test::WriteFile(path, test::MakeFileBytes(R"({"t":{"dtype":"U8","shape":[5000],"data_offsets":[0,5000]}})", 5000));
@@ -425,12 +434,14 @@ TEST(LoadInto, DirectWithUringSaysItReadsWithoutUring) {
   ASSERT_TRUE(ckpt.ok()) << ckpt.status().ToString();
   std::vector<std::byte> bytes(5000);
   const Destination d{0, bytes};
-  LoadStats stats;
-  ASSERT_TRUE(LoadInto(*ckpt, test::MakeConfig(Path::kDirectUring, 2, LoadOrder::kFile, 4096),
-                       {&d, 1}, {}, &stats)
-                  .ok());
-  EXPECT_FALSE(stats.io_uring);
-  EXPECT_FALSE(stats.warnings.empty());
+  const LoadReport report = LoadInto(
+      *ckpt, {&d, 1}, {.config = test::MakeConfig(Path::kDirectUring, 2, LoadOrder::kFile, 4096)});
+  ASSERT_TRUE(report.status.ok()) << report.status.ToString();
+  SKIP_IF_DIRECT_REFUSED(Path::kDirectUring, report.stats);
+  if (!report.stats.io_uring) GTEST_SKIP() << "io_uring is not available here";
+  EXPECT_TRUE(report.stats.warnings.empty());
+  EXPECT_EQ(report.stats.bytes_by_path[static_cast<size_t>(ReadPath::kDirect)] % 512, 0u);
+  EXPECT_GE(report.stats.bytes_by_path[static_cast<size_t>(ReadPath::kDirect)], 5000u);
   std::vector<std::byte> expected(5000);
   ASSERT_TRUE(ckpt->ReadTensorBytes(0, 0, expected).ok());
   EXPECT_EQ(bytes, expected);
