@@ -11,12 +11,12 @@ namespace {
 std::string Str(uint64_t v) { return std::to_string(v); }
 
 // A run of dimensions of which all but the outermost are taken whole behaves as one dimension:
-// its index range is contiguous in the flattened index. `stride_bits` is the distance of one step
+// its index range is contiguous in the flattened index. `stride_units` is the distance of one step
 // of it, `begin`/`length` its range in those steps.
 struct Level {
   uint64_t begin = 0;
   uint64_t length = 0;
-  uint64_t stride_bits = 0;
+  uint64_t stride_units = 0;
 };
 
 Status CutInsideByte(const TensorInfo& tensor, const std::string& what) {
@@ -35,11 +35,11 @@ Status CutInsideByte(const TensorInfo& tensor, const std::string& what) {
 Result<std::vector<StridedRun>> SliceLayout(const TensorInfo& tensor, const TensorSlice& slice) {
   const std::vector<uint64_t>& shape = tensor.shape;
   // Arithmetic in units: bytes for whole-byte dtypes (so tensors up to 2^64 bytes work), bits
-  // for F4 and F6 (where a cut can fall inside a byte). "bits" below means units.
+  // for F4 and F6 (where a cut can fall inside a byte); `unit` units per element.
   const uint64_t dtype_bits = DTypeBits(tensor.dtype);
   const uint64_t per_byte = dtype_bits % 8 == 0 ? 1 : 8;
-  const uint64_t bits = dtype_bits % 8 == 0 ? dtype_bits / 8 : dtype_bits;
-  // Checkpoint has checked that product(shape) * bits / 8 is the tensor's size; a hand-made
+  const uint64_t unit = dtype_bits % 8 == 0 ? dtype_bits / 8 : dtype_bits;
+  // Checkpoint has checked that product(shape) * dtype_bits / 8 is the size; a hand-made
   // TensorInfo may not have been, so overflow is still an error here, never a wrap-around.
   uint64_t elements = 1;
   bool empty = false;
@@ -48,13 +48,13 @@ Result<std::vector<StridedRun>> SliceLayout(const TensorInfo& tensor, const Tens
     if (d == 0) empty = true;
     if (!CheckedMul(elements, d, elements)) overflow = true;
   }
-  uint64_t total_bits = 0;
-  if (!empty && (overflow || !CheckedMul(elements, bits, total_bits))) {
+  uint64_t total_units = 0;
+  if (!empty && (overflow || !CheckedMul(elements, unit, total_units))) {
     return InvalidArgumentError("the tensor's shape overflows 64 bits").WithTensor(tensor.name);
   }
-  if (!empty && (total_bits % per_byte != 0 || total_bits / per_byte != tensor.size_bytes())) {
+  if (!empty && (total_units % per_byte != 0 || total_units / per_byte != tensor.size_bytes())) {
     return InvalidArgumentError(std::string("the tensor's shape is ")
-                                    .append(Str(total_bits))
+                                    .append(Str(total_units))
                                     .append(per_byte == 1 ? " bytes" : " bits")
                                     .append(" but it holds ")
                                     .append(Str(tensor.size_bytes()))
@@ -97,36 +97,36 @@ Result<std::vector<StridedRun>> SliceLayout(const TensorInfo& tensor, const Tens
 
   // Collapse dimensions into levels, innermost first: a dimension taken whole joins the level
   // outside it. Every level but the outermost is then cut, so no two levels merge further.
-  // Products stay below total_bits, which fits.
-  std::vector<Level> levels;  // innermost first
-  uint64_t inner_bits = bits;  // bits of one step of dimension k
-  uint64_t group_steps = 1;    // steps of the current level per step of dimension k
-  uint64_t group_bits = bits;  // stride of the current level
+  // Products stay below total_units, which fits.
+  std::vector<Level> levels;    // innermost first
+  uint64_t inner_units = unit;  // units of one step of dimension k
+  uint64_t group_steps = 1;     // steps of the current level per step of dimension k
+  uint64_t group_units = unit;  // stride of the current level
   for (size_t k = shape.size(); k-- > 0;) {
     const DimRange& r = slice.dims[k];
     const bool whole = r.begin == 0 && r.end == shape[k];
     if (whole && k > 0) {
       group_steps *= shape[k];
-      inner_bits *= shape[k];
+      inner_units *= shape[k];
       continue;
     }
-    levels.push_back({r.begin * group_steps, (r.end - r.begin) * group_steps, group_bits});
-    inner_bits *= shape[k];
+    levels.push_back({r.begin * group_steps, (r.end - r.begin) * group_steps, group_units});
+    inner_units *= shape[k];
     group_steps = 1;
-    group_bits = inner_bits;
+    group_units = inner_units;
   }
 
   // Levels of length 1 only move the start; the innermost gives the run, the next the stride.
-  uint64_t base_bits = 0;
+  uint64_t base_units = 0;
   std::vector<Level> outer;  // levels of length > 1 beyond the strided one, innermost first
   const Level& run_level = levels.front();
-  base_bits += run_level.begin * run_level.stride_bits;
-  const uint64_t run_bits = run_level.length * run_level.stride_bits;
-  Level strided{0, 1, run_bits};
+  base_units += run_level.begin * run_level.stride_units;
+  const uint64_t run_units = run_level.length * run_level.stride_units;
+  Level strided{0, 1, run_units};
   bool have_strided = false;
   for (size_t i = 1; i < levels.size(); ++i) {
     const Level& l = levels[i];
-    base_bits += l.begin * l.stride_bits;
+    base_units += l.begin * l.stride_units;
     if (l.length == 1) continue;
     if (!have_strided) {
       strided = l;
@@ -135,32 +135,36 @@ Result<std::vector<StridedRun>> SliceLayout(const TensorInfo& tensor, const Tens
       outer.push_back(l);
     }
   }
-  if (run_bits % per_byte != 0) {
-    return CutInsideByte(tensor, std::string("a row of the slice is ").append(Str(run_bits)).append(" bits"));
+  if (run_units % per_byte != 0) {
+    return CutInsideByte(
+        tensor, std::string("a row of the slice is ").append(Str(run_units)).append(" bits"));
   }
-  if (strided.length > 1 && strided.stride_bits % per_byte != 0) {
-    return CutInsideByte(tensor,
-                         std::string("rows of the slice are ").append(Str(strided.stride_bits)).append(" bits apart"));
+  if (strided.length > 1 && strided.stride_units % per_byte != 0) {
+    return CutInsideByte(tensor, std::string("rows of the slice are ")
+                                     .append(Str(strided.stride_units))
+                                     .append(" bits apart"));
   }
   for (const Level& l : outer) {
-    if (l.stride_bits % per_byte != 0) {
-      return CutInsideByte(tensor,
-                           std::string("blocks of the slice are ").append(Str(l.stride_bits)).append(" bits apart"));
+    if (l.stride_units % per_byte != 0) {
+      return CutInsideByte(tensor, std::string("blocks of the slice are ")
+                                       .append(Str(l.stride_units))
+                                       .append(" bits apart"));
     }
   }
-  if (base_bits % per_byte != 0) {
-    return CutInsideByte(tensor,
-                         std::string("the slice starts at bit ").append(Str(base_bits)).append(" of the tensor"));
+  if (base_units % per_byte != 0) {
+    return CutInsideByte(
+        tensor,
+        std::string("the slice starts at bit ").append(Str(base_units)).append(" of the tensor"));
   }
 
-  const uint64_t run_bytes = run_bits / per_byte;
-  const uint64_t stride_bytes = strided.length > 1 ? strided.stride_bits / per_byte : run_bytes;
+  const uint64_t run_bytes = run_units / per_byte;
+  const uint64_t stride_bytes = strided.length > 1 ? strided.stride_units / per_byte : run_bytes;
   // One StridedRun per combination of the outer levels' indices, in C order (outermost slowest).
   std::vector<uint64_t> index(outer.size(), 0);
   while (true) {
-    uint64_t offset_bits = base_bits;
-    for (size_t i = 0; i < outer.size(); ++i) offset_bits += index[i] * outer[i].stride_bits;
-    runs.push_back({offset_bits / per_byte, run_bytes, stride_bytes, strided.length});
+    uint64_t offset_units = base_units;
+    for (size_t i = 0; i < outer.size(); ++i) offset_units += index[i] * outer[i].stride_units;
+    runs.push_back({offset_units / per_byte, run_bytes, stride_bytes, strided.length});
     size_t i = 0;
     while (i < outer.size() && ++index[i] == outer[i].length) index[i++] = 0;
     if (i == outer.size()) break;

@@ -10,14 +10,18 @@
 // Splitting (split_requests): a request of more than chunk_bytes becomes several blocks. A single
 // contiguous run is cut at file offsets that are multiples of chunk_bytes, so each part is one
 // aligned piece; a strided request is cut every chunk_bytes of its dense result.
+
 // v1's header first: inside it, ReadPlan and PlannedBlock must not yet be ambiguous with v2's.
 // (DeliveryOrder and SplitRange live there until v1 goes.)
+// clang-format off
 #include "load/read_plan.h"
 #include "load/read_plan_v2.h"
+// clang-format on
 
 #include <algorithm>
 #include <string>
 #include <utility>
+
 #include "util/checked_math.h"
 
 namespace stload::load::v2 {
@@ -73,8 +77,9 @@ PlannedBlock MakeBlock(uint32_t shard, const std::vector<Part>& parts, const Pla
     const format::StridedRun& r = p.file;
     if (r.count == 0 || r.run_bytes == 0) continue;
     if (r.count == 1 || r.stride_bytes - r.run_bytes < options.gap_bytes) {
-      needed.push_back({RoundDown(r.offset, alignment),
-                        RoundUp(r.offset + (r.count - 1) * r.stride_bytes + r.run_bytes, alignment)});
+      needed.push_back(
+          {RoundDown(r.offset, alignment),
+           RoundUp(r.offset + (r.count - 1) * r.stride_bytes + r.run_bytes, alignment)});
       continue;
     }
     for (uint64_t i = 0; i < r.count; ++i) {
@@ -86,8 +91,8 @@ PlannedBlock MakeBlock(uint32_t shard, const std::vector<Part>& parts, const Pla
                    [](const Range& a, const Range& b) { return a.begin < b.begin; });
   std::vector<Range> merged;
   for (const Range& r : needed) {
-    if (!merged.empty() && (r.begin <= merged.back().end ||
-                            r.begin - merged.back().end < options.gap_bytes)) {
+    if (!merged.empty() &&
+        (r.begin <= merged.back().end || r.begin - merged.back().end < options.gap_bytes)) {
       merged.back().end = std::max(merged.back().end, r.end);
     } else {
       merged.push_back(r);
@@ -129,8 +134,8 @@ PlannedBlock MakeBlock(uint32_t shard, const std::vector<Part>& parts, const Pla
       const uint64_t dst = p.dst_offset + row * r.run_bytes;
       if (!block.placements.empty()) {
         Placement& prev = block.placements.back();
-        const uint64_t step = prev.from.count > 1 ? prev.from.stride_bytes
-                                                  : from.offset - prev.from.offset;
+        const uint64_t step =
+            prev.from.count > 1 ? prev.from.stride_bytes : from.offset - prev.from.offset;
         const bool joins = prev.request == p.request && prev.from.run_bytes == r.run_bytes &&
                            prev.dst_offset + prev.from.bytes() == dst &&
                            from.offset > prev.from.offset && step >= r.run_bytes &&
@@ -181,9 +186,8 @@ Result<ReadPlan> PlanReads(const Checkpoint& checkpoint, std::vector<TensorReque
   for (uint32_t i = 0; i < n; ++i) {
     const TensorRequest& req = plan.requests[i];
     if (req.tensor >= tensors.size()) {
-      return InvalidArgumentError(std::string("tensor index ")
-                                      .append(std::to_string(req.tensor))
-                                      .append(" out of range"));
+      return InvalidArgumentError(
+          std::string("tensor index ").append(std::to_string(req.tensor)).append(" out of range"));
     }
     const TensorInfo& t = tensors[req.tensor];
     STLOAD_ASSIGN_OR_RETURN(runs[i], format::SliceLayout(t, req.slice));
@@ -273,7 +277,8 @@ Result<ReadPlan> PlanReads(const Checkpoint& checkpoint, std::vector<TensorReque
 
   uint32_t next_first = 0;
   for (const Pending& p : pending) {
-    PlannedBlock& block = plan.blocks.emplace_back(MakeBlock(p.shard, p.parts, options, alignment, chunk));
+    PlannedBlock& block =
+        plan.blocks.emplace_back(MakeBlock(p.shard, p.parts, options, alignment, chunk));
     block.first = next_first;
     block.count = p.ends_request ? p.last_request + 1 - next_first : 0;
     next_first += block.count;

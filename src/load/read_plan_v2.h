@@ -42,7 +42,13 @@ struct Piece {
 
 // Bytes of request `request` that this block holds: `from` is in staging coordinates (offset
 // from the block's staging start); they land at `dst_offset` of the request's dense result.
-// A whole tensor read whole is one run {offset, size, size, 1}.
+// A whole tensor read whole is one run {offset, size, size, 1}. Row i of `from` (at
+// from.offset + i * from.stride_bytes, run_bytes long) goes to dst_offset + i * run_bytes: rows
+// land back to back. A request's placements in a block are in dst order and never overlap; rows
+// touching in staging are merged into one run (count 1, stride = run_bytes). Where skipped gaps
+// make the staging distance between rows uneven, a strided run becomes several placements. A
+// placement may cross piece boundaries (pieces are back to back in staging), so gather only
+// once every piece of the block is in memory.
 struct Placement {
   uint32_t request = 0;
   format::StridedRun from;
@@ -71,9 +77,10 @@ struct PlanOptions {
   // 0: every request its own block (a zero-size tensor still joins the block before it, as in
   // v1). Slices are always blocks of their own.
   uint64_t group_bytes = 0;
-  // Pieces are at most this long (a multiple of `alignment`).
+  // Pieces are at most this long. Rounded down to a multiple of `alignment`, at least
+  // `alignment`.
   uint64_t chunk_bytes = 16ull << 20;
-  // Piece boundaries are multiples of this (O_DIRECT); 1 for buffered reads.
+  // Piece boundaries are multiples of this (O_DIRECT); 1 (or 0) for buffered reads.
   uint32_t alignment = 1;
   // A request larger than chunk_bytes may be split over several blocks (each its own staging),
   // for sinks that place bytes into caller memory; false keeps each request in one block

@@ -88,8 +88,7 @@ TEST(SliceLayout, NestedCutsOn3D) {
 TEST(SliceLayout, NestedCutsOn4D) {
   const TensorInfo t = Info(DType::kU8, {3, 4, 5, 6});
   // Cut on dims 0 and 2, dim 1 whole: dims 0 and 1 stride together, one StridedRun.
-  EXPECT_EQ(LayoutOrDie(t, Box({{1, 3}, {0, 4}, {1, 3}, {0, 6}})),
-            (Runs{{120 + 6, 12, 30, 8}}));
+  EXPECT_EQ(LayoutOrDie(t, Box({{1, 3}, {0, 4}, {1, 3}, {0, 6}})), (Runs{{120 + 6, 12, 30, 8}}));
   // Cuts on dims 0, 1 and 3 (dim 2 whole joins dim 1): one StridedRun per index of dim 0.
   EXPECT_EQ(LayoutOrDie(t, Box({{1, 3}, {0, 2}, {0, 5}, {2, 4}})),
             (Runs{{122, 2, 6, 10}, {242, 2, 6, 10}}));
@@ -200,7 +199,8 @@ TEST(SliceLayout, HugeShapesDoNotOverflow) {
 }
 
 // Element by element: the dense C-order bytes of the box, for elements of bits % 8 == 0 or F4.
-std::vector<uint8_t> ReferenceGather(const std::vector<uint8_t>& src, const std::vector<uint64_t>& shape,
+std::vector<uint8_t> ReferenceGather(const std::vector<uint8_t>& src,
+                                     const std::vector<uint64_t>& shape,
                                      const std::vector<DimRange>& box, uint64_t bits) {
   std::vector<uint8_t> out;
   uint64_t elements = 1;
@@ -230,7 +230,8 @@ TEST(SliceLayout, MatchesElementByElementGather) {
   const uint32_t seed = std::random_device{}();
   SCOPED_TRACE("seed " + std::to_string(seed));
   std::mt19937 rng(seed);
-  const DType dtypes[] = {DType::kU8, DType::kBF16, DType::kF32, DType::kF64, DType::kC64, DType::kF4};
+  const DType dtypes[] = {DType::kU8,  DType::kBF16, DType::kF32,
+                          DType::kF64, DType::kC64,  DType::kF4};
   for (int iter = 0; iter < 3000; ++iter) {
     const DType dtype = dtypes[rng() % std::size(dtypes)];
     const uint64_t bits = DTypeBits(dtype);
