@@ -10,6 +10,7 @@ namespace stload {
 struct DimRange {
   uint64_t begin = 0;
   uint64_t end = 0;
+  friend bool operator==(const DimRange&, const DimRange&) = default;
 };
 
 // Empty `dims`: the whole tensor. Otherwise exactly one range per dimension of the tensor, each
@@ -17,6 +18,7 @@ struct DimRange {
 struct TensorSlice {
   std::vector<DimRange> dims;
   bool whole() const { return dims.empty(); }
+  friend bool operator==(const TensorSlice&, const TensorSlice&) = default;
 };
 
 }  // namespace stload

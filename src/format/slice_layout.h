@@ -18,6 +18,7 @@ struct StridedRun {
   uint64_t stride_bytes = 0;
   uint64_t count = 0;
   uint64_t bytes() const { return run_bytes * count; }
+  friend bool operator==(const StridedRun&, const StridedRun&) = default;
 };
 
 // The bytes of `slice` of `tensor`, offsets relative to the tensor's first byte, in the order of

@@ -19,10 +19,15 @@
 #include "stload/tensor_slice.h"
 
 namespace stload::load {
+// Inline, so the names read load::ReadPlan, load::PlanReads, ... but do not collide (at link
+// time, or ODR) with v1's load::ReadPlan and load::PlannedBlock in read_plan.h while both exist.
+// A file including both headers names these load::v2::ReadPlan, etc.
+inline namespace v2 {
 
 struct TensorRequest {
   uint32_t tensor = 0;  // index into Checkpoint::tensors()
   TensorSlice slice;    // empty: the whole tensor
+  friend bool operator==(const TensorRequest&, const TensorRequest&) = default;
 };
 
 // One read operation: file bytes [file_begin, file_end) of the block's shard into staging at
@@ -32,15 +37,23 @@ struct Piece {
   uint64_t file_begin = 0;
   uint64_t file_end = 0;
   uint64_t staging_offset = 0;
+  friend bool operator==(const Piece&, const Piece&) = default;
 };
 
 // Bytes of request `request` that this block holds: `from` is in staging coordinates (offset
 // from the block's staging start); they land at `dst_offset` of the request's dense result.
-// A whole tensor read whole is one run {offset, size, size, 1}.
+// A whole tensor read whole is one run {offset, size, size, 1}. Row i of `from` (at
+// from.offset + i * from.stride_bytes, run_bytes long) goes to dst_offset + i * run_bytes: rows
+// land back to back. A request's placements in a block are in dst order and never overlap; rows
+// touching in staging are merged into one run (count 1, stride = run_bytes). Where skipped gaps
+// make the staging distance between rows uneven, a strided run becomes several placements. A
+// placement may cross piece boundaries (pieces are back to back in staging), so gather only
+// once every piece of the block is in memory.
 struct Placement {
   uint32_t request = 0;
   format::StridedRun from;
   uint64_t dst_offset = 0;
+  friend bool operator==(const Placement&, const Placement&) = default;
 };
 
 struct PlannedBlock {
@@ -55,23 +68,26 @@ struct PlannedBlock {
   // True when the block's staging is the file range [pieces.front().file_begin,
   // pieces.back().file_end) itself (no gaps), so a mapping of the file can stand in for it.
   bool contiguous = true;
+  friend bool operator==(const PlannedBlock&, const PlannedBlock&) = default;
 };
 
 struct PlanOptions {
   // Consecutive requests in the same file and back to back in it are grouped into one block
   // while together at most this many bytes (a single larger request is a block of its own).
-  // 0: every request its own block.
+  // 0: every request its own block (a zero-size tensor still joins the block before it, as in
+  // v1). Slices are always blocks of their own.
   uint64_t group_bytes = 0;
-  // Pieces are at most this long (a multiple of `alignment`).
+  // Pieces are at most this long. Rounded down to a multiple of `alignment`, at least
+  // `alignment`.
   uint64_t chunk_bytes = 16ull << 20;
-  // Piece boundaries are multiples of this (O_DIRECT); 1 for buffered reads.
+  // Piece boundaries are multiples of this (O_DIRECT); 1 (or 0) for buffered reads.
   uint32_t alignment = 1;
   // A request larger than chunk_bytes may be split over several blocks (each its own staging),
   // for sinks that place bytes into caller memory; false keeps each request in one block
   // (streaming delivery hands out a request's bytes from one block's memory).
   bool split_requests = false;
   // Slices: two runs in the same file closer than this are read as one piece, gap included;
-  // farther apart, separately (see read_plan.cc for the policy and why).
+  // farther apart, separately (see read_plan_v2.cc for the policy and why).
   uint64_t gap_bytes = 4096;
 };
 
@@ -82,6 +98,7 @@ struct ReadPlan {
   // For each request, the block that holds its last bytes (where streaming delivers it).
   std::vector<uint32_t> block_of;
   uint64_t total_bytes = 0;             // sum of request_bytes
+  friend bool operator==(const ReadPlan&, const ReadPlan&) = default;
 };
 
 // The whole tensors of `checkpoint` in `order`: natural (name) order, index order, or file
@@ -92,4 +109,5 @@ std::vector<TensorRequest> WholeTensors(const Checkpoint& checkpoint, LoadOrder 
 Result<ReadPlan> PlanReads(const Checkpoint& checkpoint, std::vector<TensorRequest> requests,
                            const PlanOptions& options);
 
+}  // namespace v2
 }  // namespace stload::load
