@@ -142,6 +142,20 @@ int RunLoad(const LoadArgs& args) {
         {"peak_held_bytes", report.stats.peak_held_bytes},
         {"fresh_bytes", report.stats.fresh_bytes},
     };
+    // File bytes read with each method (O_DIRECT counts its aligned edges), and per shard.
+    nlohmann::ordered_json by_path = nlohmann::ordered_json::object();
+    for (ReadPath path : {ReadPath::kPread, ReadPath::kMmap, ReadPath::kDirect}) {
+      by_path[std::string(ReadPathName(path))] =
+          report.stats.bytes_by_path[static_cast<size_t>(path)];
+    }
+    out["file_bytes_by_read_path"] = std::move(by_path);
+    nlohmann::ordered_json shards = nlohmann::ordered_json::array();
+    for (const ShardReadStats& shard : report.stats.shards) {
+      shards.push_back({{"file", shard.file_name},
+                        {"read_path", std::string(ReadPathName(shard.read_path))},
+                        {"file_bytes", shard.bytes_read}});
+    }
+    out["shards"] = std::move(shards);
     Print(out.dump(2) + "\n");
   } else {
     Printf("loaded %llu tensors, %s in %.3f s: %.2f GB/s\n",
