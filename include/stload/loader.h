@@ -167,23 +167,23 @@ struct Destination {
   std::span<std::byte> bytes;  // exactly the tensor's size, or the slice's
   // Empty: the whole tensor. Otherwise a box (one range per dimension) whose elements land in
   // `bytes` densely, in C order. A cut inside a byte (F4, F6) is kInvalidArgument.
-  TensorSlice slice;
+  TensorSlice slice{};
   MemoryKind memory = MemoryKind::kHost;
 };
 
 struct LoadIntoOptions {
-  LoadConfig config;
-  ProgressFn progress;  // called on the calling thread
+  LoadConfig config{};
+  ProgressFn progress{};  // called on the calling thread
   // Cancels the load from another thread: LoadInto then returns kCancelled within one chunk per
   // reader thread (with io_uring, one batch of uring_depth chunks).
-  std::stop_token stop;
+  std::stop_token stop{};
 };
 
 // What LoadInto did: the first error (naming file, offset and tensor) or OK, and the statistics,
 // filled in either way.
 struct LoadReport {
-  Status status;
-  LoadStats stats;
+  Status status{};
+  LoadStats stats{};
 };
 
 // Reads each listed tensor (or slice) straight into the caller's memory, in parallel across and
