@@ -73,7 +73,8 @@ void BM_PlanReads(benchmark::State& state) {
   }
   const auto order = static_cast<stload::LoadOrder>(state.range(0));
   for (auto _ : state) {
-    stload::load::ReadPlan plan = stload::load::PlanReads(*ckpt, order, 16ull << 20);
+    auto plan = stload::load::PlanReads(*ckpt, stload::load::WholeTensors(*ckpt, order),
+                                        {.group_bytes = 16ull << 20, .chunk_bytes = 16ull << 20});
     benchmark::DoNotOptimize(plan);
   }
   state.counters["tensors"] = static_cast<double>(ckpt->tensors().size());

@@ -25,7 +25,7 @@
 #include <vector>
 
 #include "io/read_op.h"
-#include "load/read_plan_v2.h"
+#include "load/read_plan.h"
 #include "load/read_policy.h"
 #include "load/sink.h"
 #include "stload/checkpoint.h"

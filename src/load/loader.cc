@@ -23,7 +23,7 @@
 
 #include "io/buffer_pool.h"
 #include "load/engine.h"
-#include "load/read_plan_v2.h"
+#include "load/read_plan.h"
 #include "load/read_policy.h"
 #include "load/worker_count.h"
 #include "stload/loader.h"

@@ -1,10 +1,165 @@
+// Gap coalescing. A slice's bytes are many runs (rows); reading each as its own operation costs
+// a request per row, reading the covering range costs the gaps between them. The policy: runs
+// whose gap (after each is widened to `alignment`) is smaller than gap_bytes (4 KiB by default)
+// are read as one range, gap included, and the gap is discarded; a gap of gap_bytes or more is
+// skipped. A gap smaller than a page costs nothing extra to read (the kernel and the device move
+// whole pages anyway, and one request replaces two), while skipping larger gaps keeps a column
+// cut of a wide matrix from reading the whole matrix. Orbax's safetensors layout uses the same
+// kind of rule, with a gap floor of about 4 KiB. Adjacent and overlapping ranges always merge.
+//
+// Splitting (split_requests): a request of more than chunk_bytes becomes several blocks. A single
+// contiguous run is cut at file offsets that are multiples of chunk_bytes, so each part is one
+// aligned piece; a strided request is cut every chunk_bytes of its dense result.
+
 #include "load/read_plan.h"
 
 #include <algorithm>
+#include <string>
+#include <utility>
 
 #include "load/natural_order.h"
+#include "util/checked_math.h"
 
 namespace stload::load {
+namespace {
+
+// A run of a request in file coordinates, and where its bytes go in the request's result.
+struct Part {
+  uint32_t request = 0;
+  format::StridedRun file;  // offsets absolute in the shard's file
+  uint64_t dst_offset = 0;
+};
+
+struct Range {
+  uint64_t begin = 0;
+  uint64_t end = 0;
+};
+
+// Rows of `r` whose dense bytes fall in [from, to) (dense offsets relative to the run's start),
+// appended to `out` as at most three StridedRuns (a partial first row, full rows, a partial
+// last row).
+void ClipRun(uint32_t request, const format::StridedRun& r, uint64_t dst_start, uint64_t from,
+             uint64_t to, std::vector<Part>& out) {
+  const uint64_t L = r.run_bytes;
+  uint64_t at = from;
+  while (at < to) {
+    const uint64_t row = at / L;
+    const uint64_t in_row = at % L;
+    const uint64_t row_file = r.offset + row * r.stride_bytes;
+    if (in_row != 0 || to - at < L) {  // a piece of one row
+      const uint64_t n = std::min(L - in_row, to - at);
+      out.push_back({request, {row_file + in_row, n, n, 1}, dst_start + at});
+      at += n;
+      continue;
+    }
+    const uint64_t rows = (to - at) / L;
+    out.push_back({request, {row_file, L, rows > 1 ? r.stride_bytes : L, rows}, dst_start + at});
+    at += rows * L;
+  }
+}
+
+uint64_t RoundDown(uint64_t v, uint64_t a) { return v - v % a; }
+uint64_t RoundUp(uint64_t v, uint64_t a) { return v % a == 0 ? v : v + (a - v % a); }
+
+// Builds pieces and placements of one block from its parts (in delivery order).
+PlannedBlock MakeBlock(uint32_t shard, const std::vector<Part>& parts, const PlanOptions& options,
+                       uint64_t alignment, uint64_t chunk) {
+  PlannedBlock block;
+  block.shard = shard;
+  // The file ranges the parts need, widened to the alignment. Rows closer than gap_bytes are
+  // read together, so a strided run with small gaps is one range.
+  std::vector<Range> needed;
+  for (const Part& p : parts) {
+    const format::StridedRun& r = p.file;
+    if (r.count == 0 || r.run_bytes == 0) continue;
+    if (r.count == 1 || r.stride_bytes - r.run_bytes < options.gap_bytes) {
+      needed.push_back(
+          {RoundDown(r.offset, alignment),
+           RoundUp(r.offset + (r.count - 1) * r.stride_bytes + r.run_bytes, alignment)});
+      continue;
+    }
+    for (uint64_t i = 0; i < r.count; ++i) {
+      const uint64_t b = r.offset + i * r.stride_bytes;
+      needed.push_back({RoundDown(b, alignment), RoundUp(b + r.run_bytes, alignment)});
+    }
+  }
+  std::stable_sort(needed.begin(), needed.end(),
+                   [](const Range& a, const Range& b) { return a.begin < b.begin; });
+  std::vector<Range> merged;
+  for (const Range& r : needed) {
+    if (!merged.empty() &&
+        (r.begin <= merged.back().end || r.begin - merged.back().end < options.gap_bytes)) {
+      merged.back().end = std::max(merged.back().end, r.end);
+    } else {
+      merged.push_back(r);
+    }
+  }
+  // Staging offset of each merged range; pieces cut them into chunks, back to back.
+  std::vector<uint64_t> staging_of(merged.size());
+  uint64_t staging = 0;
+  for (size_t m = 0; m < merged.size(); ++m) {
+    staging_of[m] = staging;
+    for (const ByteRange& c : SplitRange(merged[m].begin, merged[m].end, chunk)) {
+      block.pieces.push_back({c.begin, c.end, staging + (c.begin - merged[m].begin)});
+    }
+    staging += merged[m].end - merged[m].begin;
+  }
+  block.staging_bytes = staging;
+  block.contiguous = merged.size() <= 1;
+
+  // Placements: each part's rows, translated range by range into staging. Rows in one merged
+  // range keep their stride; consecutive rows in different ranges are joined again when their
+  // staging distances happen to be equal (e.g. alignment 1, where skipped gaps vanish).
+  for (const Part& p : parts) {
+    const format::StridedRun& r = p.file;
+    if (r.count == 0 || r.run_bytes == 0) continue;
+    uint64_t row = 0;
+    while (row < r.count) {
+      const uint64_t at = r.offset + row * r.stride_bytes;
+      const size_t m = static_cast<size_t>(
+          std::upper_bound(merged.begin(), merged.end(), at,
+                           [](uint64_t v, const Range& x) { return v < x.begin; }) -
+          merged.begin() - 1);
+      const uint64_t room = merged[m].end - at;  // >= run_bytes: the row is inside the range
+      uint64_t rows = 1;
+      if (r.count - row > 1 && room >= r.stride_bytes + r.run_bytes) {
+        rows = std::min(r.count - row, (room - r.run_bytes) / r.stride_bytes + 1);
+      }
+      const format::StridedRun from{staging_of[m] + (at - merged[m].begin), r.run_bytes,
+                                    rows > 1 ? r.stride_bytes : r.run_bytes, rows};
+      const uint64_t dst = p.dst_offset + row * r.run_bytes;
+      if (!block.placements.empty()) {
+        Placement& prev = block.placements.back();
+        const uint64_t step =
+            prev.from.count > 1 ? prev.from.stride_bytes : from.offset - prev.from.offset;
+        const bool joins = prev.request == p.request && prev.from.run_bytes == r.run_bytes &&
+                           prev.dst_offset + prev.from.bytes() == dst &&
+                           from.offset > prev.from.offset && step >= r.run_bytes &&
+                           prev.from.offset + prev.from.count * step == from.offset &&
+                           (rows == 1 || from.stride_bytes == step);
+        if (joins) {
+          prev.from.stride_bytes = step;
+          prev.from.count += rows;
+          row += rows;
+          continue;
+        }
+      }
+      block.placements.push_back({p.request, from, dst});
+      row += rows;
+    }
+  }
+  // Rows that touch are one run: an identity placement reads as one.
+  for (Placement& pl : block.placements) {
+    if (pl.from.count > 1 && pl.from.stride_bytes == pl.from.run_bytes) {
+      pl.from.run_bytes *= pl.from.count;
+      pl.from.stride_bytes = pl.from.run_bytes;
+      pl.from.count = 1;
+    }
+  }
+  return block;
+}
+
+}  // namespace
 
 std::vector<uint32_t> DeliveryOrder(const Checkpoint& checkpoint, LoadOrder order) {
   std::span<const TensorInfo> tensors = checkpoint.tensors();
@@ -22,27 +177,123 @@ std::vector<uint32_t> DeliveryOrder(const Checkpoint& checkpoint, LoadOrder orde
   return sequence;
 }
 
-ReadPlan PlanReads(const Checkpoint& checkpoint, LoadOrder order, uint64_t group_bytes) {
+std::vector<TensorRequest> WholeTensors(const Checkpoint& checkpoint, LoadOrder order) {
+  std::vector<TensorRequest> requests;
+  for (uint32_t t : DeliveryOrder(checkpoint, order)) requests.push_back({t, {}});
+  return requests;
+}
+
+Result<ReadPlan> PlanReads(const Checkpoint& checkpoint, std::vector<TensorRequest> requests,
+                           const PlanOptions& options) {
   std::span<const TensorInfo> tensors = checkpoint.tensors();
+  const uint64_t alignment = std::max<uint64_t>(1, options.alignment);
+  const uint64_t chunk = std::max(alignment, RoundDown(options.chunk_bytes, alignment));
+  if (requests.size() > UINT32_MAX) return InvalidArgumentError("more than 2^32 requests");
+
   ReadPlan plan;
-  plan.sequence = DeliveryOrder(checkpoint, order);
-  plan.block_of.resize(plan.sequence.size());
-  for (uint32_t pos = 0; pos < plan.sequence.size(); ++pos) {
-    const TensorInfo& t = tensors[plan.sequence[pos]];
-    const uint64_t t_end = t.file_offset + t.size_bytes();
-    if (!plan.blocks.empty()) {
-      PlannedBlock& b = plan.blocks.back();
-      const bool joins = b.shard == t.shard && b.file_end == t.file_offset &&
-                         t_end - b.file_begin <= group_bytes;
-      if (joins) {
+  plan.requests = std::move(requests);
+  const uint32_t n = static_cast<uint32_t>(plan.requests.size());
+  std::vector<std::vector<format::StridedRun>> runs(n);
+  plan.request_bytes.resize(n);
+  for (uint32_t i = 0; i < n; ++i) {
+    const TensorRequest& req = plan.requests[i];
+    if (req.tensor >= tensors.size()) {
+      return InvalidArgumentError(
+          std::string("tensor index ").append(std::to_string(req.tensor)).append(" out of range"));
+    }
+    const TensorInfo& t = tensors[req.tensor];
+    STLOAD_ASSIGN_OR_RETURN(runs[i], format::SliceLayout(t, req.slice));
+    uint64_t bytes = 0;
+    for (format::StridedRun& r : runs[i]) {
+      bytes += r.bytes();
+      r.offset += t.file_offset;
+    }
+    plan.request_bytes[i] = bytes;
+    if (!CheckedAdd(plan.total_bytes, bytes, plan.total_bytes)) {
+      return InvalidArgumentError("the requests add up to more than 2^64 bytes");
+    }
+  }
+
+  // Blocks as lists of parts, then pieces and placements per block.
+  struct Pending {
+    uint32_t shard = 0;
+    std::vector<Part> parts;
+    uint64_t file_begin = 0, file_end = 0;  // whole-tensor groups: the range so far
+    bool groupable = false;
+    uint32_t last_request = 0;
+    bool ends_request = true;
+  };
+  std::vector<Pending> pending;
+  plan.block_of.resize(n);
+  for (uint32_t i = 0; i < n; ++i) {
+    const TensorRequest& req = plan.requests[i];
+    const TensorInfo& t = tensors[req.tensor];
+    const uint64_t bytes = plan.request_bytes[i];
+    const bool whole = req.slice.whole();
+    const bool split = options.split_requests && bytes > chunk;
+    if (whole && !split && !pending.empty()) {
+      Pending& b = pending.back();
+      const uint64_t t_end = t.file_offset + t.size_bytes();
+      // Joins the block before: same file, back to back, and together at most group_bytes.
+      if (b.groupable && b.shard == t.shard && b.file_end == t.file_offset &&
+          t_end - b.file_begin <= options.group_bytes) {
         b.file_end = t_end;
-        ++b.count;
-        plan.block_of[pos] = static_cast<uint32_t>(plan.blocks.size() - 1);
+        for (const format::StridedRun& r : runs[i]) b.parts.push_back({i, r, 0});
+        b.last_request = i;
+        plan.block_of[i] = static_cast<uint32_t>(pending.size() - 1);
         continue;
       }
     }
-    plan.blocks.push_back({t.shard, t.file_offset, t_end, pos, 1});
-    plan.block_of[pos] = static_cast<uint32_t>(plan.blocks.size() - 1);
+    if (!split) {
+      Pending& b = pending.emplace_back();
+      b.shard = t.shard;
+      b.file_begin = t.file_offset;
+      b.file_end = t.file_offset + t.size_bytes();
+      b.groupable = whole;
+      b.last_request = i;
+      uint64_t dense = 0;
+      for (const format::StridedRun& r : runs[i]) {
+        b.parts.push_back({i, r, dense});
+        dense += r.bytes();
+      }
+      plan.block_of[i] = static_cast<uint32_t>(pending.size() - 1);
+      continue;
+    }
+    // Dense cut points of the parts.
+    std::vector<uint64_t> cuts;
+    if (runs[i].size() == 1 && runs[i][0].count == 1) {
+      const uint64_t start = runs[i][0].offset;
+      for (uint64_t c = RoundDown(start, chunk) + chunk; c < start + bytes; c += chunk) {
+        cuts.push_back(c - start);
+      }
+    } else {
+      for (uint64_t c = chunk; c < bytes; c += chunk) cuts.push_back(c);
+    }
+    cuts.push_back(bytes);
+    uint64_t from = 0;
+    for (uint64_t to : cuts) {
+      Pending& b = pending.emplace_back();
+      b.shard = t.shard;
+      b.last_request = i;
+      b.ends_request = to == bytes;
+      uint64_t dense = 0;
+      for (const format::StridedRun& r : runs[i]) {
+        const uint64_t lo = std::max(from, dense), hi = std::min(to, dense + r.bytes());
+        if (lo < hi) ClipRun(i, r, dense, lo - dense, hi - dense, b.parts);
+        dense += r.bytes();
+      }
+      from = to;
+    }
+    plan.block_of[i] = static_cast<uint32_t>(pending.size() - 1);
+  }
+
+  uint32_t next_first = 0;
+  for (const Pending& p : pending) {
+    PlannedBlock& block =
+        plan.blocks.emplace_back(MakeBlock(p.shard, p.parts, options, alignment, chunk));
+    block.first = next_first;
+    block.count = p.ends_request ? p.last_request + 1 - next_first : 0;
+    next_first += block.count;
   }
   return plan;
 }
