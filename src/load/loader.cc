@@ -314,10 +314,11 @@ struct Loader::Impl {
         Shared::BlockState& b = s.blocks[index];
         const load::PlannedBlock& pb = s.plan.blocks[index];
         const TensorInfo& t = s.checkpoint.tensors()[s.plan.requests[pos].tensor];
-        // Whole tensors only (Loader plans no slices): one identity placement per request, in
-        // request order within the block.
-        const load::Placement& placement = pb.placements[pos - pb.first];
-        weight.emplace(Weight(&t, b.data + placement.from.offset, b.owner));
+        // Whole tensors only (Loader plans no slices): a block's staging is its file range from
+        // its first piece on, so a tensor sits at its distance from there. An empty tensor may
+        // have no piece at all (its bytes() is empty).
+        const uint64_t at = pb.pieces.empty() ? 0 : t.file_offset - pb.pieces.front().file_begin;
+        weight.emplace(Weight(&t, b.data ? b.data + at : nullptr, b.owner));
         ++delivered;
         if (pos + 1 == pb.first + pb.count) {
           b.delivered = true;
