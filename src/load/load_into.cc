@@ -87,7 +87,11 @@ class DestinationSink final : public load::Sink {
     const load::Placement& p = pb.placements.front();
     const bool one_run = p.from.count == 1 || p.from.run_bytes == p.from.stride_bytes;
     if (!one_run || p.from.offset != 0 || p.from.bytes() != pb.staging_bytes) return std::nullopt;
-    return destinations_[p.request].bytes.subspan(p.dst_offset, pb.staging_bytes);
+    std::span<std::byte> dst = destinations_[p.request].bytes.subspan(p.dst_offset, pb.staging_bytes);
+    // O_DIRECT needs aligned memory too: the caller's may not be.
+    const uint32_t align = policy_.method(pb.shard) == io::ReadMethod::kDirect ? policy_.alignment() : 1;
+    if (reinterpret_cast<uintptr_t>(dst.data()) % align != 0) return std::nullopt;
+    return dst;
   }
 
   const load::ReadPlan& plan_;
