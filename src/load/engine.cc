@@ -149,7 +149,6 @@ void Engine::DeliverBlock(uint32_t block, std::unique_lock<std::mutex>& lock) {
 
 void Engine::ReaderThread() {
   std::unique_ptr<io::ReadContext> context = policy_.MakeContext();
-  if (context->uses_uring()) uses_uring_.store(true, std::memory_order_relaxed);
   const size_t batch_max = std::max<size_t>(1, context->max_batch());
   std::vector<Work> batch;
   std::vector<io::ReadOp> ops;

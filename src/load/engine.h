@@ -71,7 +71,6 @@ class Engine {
   // Bytes read from the files per method, and per shard (after Stop, or under mutex()).
   std::array<uint64_t, io::kReadMethodCount> bytes_by_method_locked() const { return by_method_; }
   std::span<const uint64_t> bytes_by_shard_locked() const { return by_shard_; }
-  bool uses_uring() const { return uses_uring_.load(std::memory_order_relaxed); }
 
   // The name of the tensor whose bytes hold file offset `offset` in block `block` (the block's
   // first tensor when none does), for error messages.
@@ -114,7 +113,6 @@ class Engine {
   std::array<uint64_t, io::kReadMethodCount> by_method_{};
   std::vector<uint64_t> by_shard_;
   std::atomic<uint64_t> bytes_delivered_{0};
-  std::atomic<bool> uses_uring_{false};
   std::vector<std::thread> threads_;
   bool stopped_ = false;
 };
