@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "checkpoint/checkpoint_access.h"
 #include "io/direct_io.h"
 #include "io/file.h"
 
@@ -31,7 +32,7 @@ Result<ShardFiles> ShardFiles::Open(const Checkpoint& checkpoint, ReadPath path,
   for (uint32_t s = 0; s < shards.size(); ++s) {
     ShardFile& f = files.files_[s];
     f.info = &shards[s];
-    f.fd = checkpoint.shard_fd(s);
+    f.fd = CheckpointAccess::ShardSource(checkpoint, s).fd();
   }
   if (path == ReadPath::kDirect) {
     for (ShardFile& f : files.files_) {
