@@ -33,7 +33,9 @@ Status Run(const ReadOp& op) {
       return source.ReadAt(op.offset, std::span(op.dst, op.required));
     case ReadMethod::kDirect:
       if (op.dst == nullptr) return InternalError("O_DIRECT read without a destination");
-      if (!file.direct_fd.valid()) return InternalError("O_DIRECT read without an O_DIRECT descriptor");
+      if (!file.direct_fd.valid()) {
+        return InternalError("O_DIRECT read without an O_DIRECT descriptor");
+      }
       return PreadRange({.fd = file.direct_fd.get(), .offset = op.offset, .length = op.length,
                          .required = op.required, .align = file.direct_align,
                          .reader = Reader::kDirectPread},

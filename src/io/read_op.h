@@ -69,8 +69,9 @@ Status ReadWithSyscalls(const ReadOp& op);
 std::unique_ptr<ReadContext> MakeSyscallContext();
 // An io_uring ring of `depth` entries for kBuffered and kDirect ops on descriptors; other ops in
 // the batch go through plain system calls (ReadWithSyscalls). ReadAll takes any number of ops and
-// runs them max_batch() (= depth) at a time. After a failed submission the ring is not used
-// again: later ReadAll calls fail with kInternal. kUnsupported where the kernel, a sandbox or the build
+// runs them max_batch() (= depth) at a time; where several fail, the one reported is the first
+// to fail. After a failed submission the ring is not used again: later ReadAll calls fail with
+// kInternal. kUnsupported where the kernel, a sandbox or the build
 // (STLOAD_WITH_IO_URING=OFF) refuses io_uring.
 Result<std::unique_ptr<ReadContext>> MakeUringContext(uint32_t depth);
 

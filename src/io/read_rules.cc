@@ -53,7 +53,8 @@ Result<ReadNext> StepRead(const ReadRange& r, int64_t result, ReadCursor& cursor
     if (Sys().Fstat(r.fd, &st) == 0 && static_cast<uint64_t>(st.st_size) < r.offset + r.required) {
       return EndsEarly(r.offset + before + static_cast<uint64_t>(result));
     }
-    return Status(ErrorCode::kIoError, "O_DIRECT read makes no progress").WithOffset(r.offset + before);
+    return Status(ErrorCode::kIoError, "O_DIRECT read makes no progress")
+        .WithOffset(r.offset + before);
   }
   return ReadNext::kMore;
 }
