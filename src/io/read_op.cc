@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "io/direct_io.h"
 #include "io/file.h"
 #include "io/read_rules.h"
 
@@ -14,6 +15,34 @@ std::string_view ReadMethodName(ReadMethod method) {
     case ReadMethod::kMmapPopulate: return "mmap";
   }
   return "?";
+}
+
+Status Prepare(PreparedFile& file, ReadMethod method) {
+  const Source& source = *file.source;
+  switch (method) {
+    case ReadMethod::kBuffered:
+      return OkStatus();
+    case ReadMethod::kDirect: {
+      if (!(source.caps() & kCanDirect) || source.fd() < 0) {
+        return UnsupportedError("the source cannot be read with O_DIRECT").WithPath(source.name());
+      }
+      Result<UniqueFd> direct = ReopenDirect(source.fd(), source.name());
+      if (!direct.ok()) return std::move(direct).status().WithPath(source.name());
+      file.direct_fd = std::move(*direct);
+      file.direct_align = DirectIoAlignment(file.direct_fd.get());
+      return OkStatus();
+    }
+    case ReadMethod::kMmapPopulate: {
+      if (!(source.caps() & kCanDescriptor) || source.fd() < 0) {
+        return UnsupportedError("the source cannot be mapped").WithPath(source.name());
+      }
+      Result<MappedFile> map = MappedFile::Map(source.fd(), source.size_bytes());
+      if (!map.ok()) return std::move(map).status().WithPath(source.name());
+      file.map = std::move(*map);
+      return OkStatus();
+    }
+  }
+  return InternalError("unknown read method");
 }
 
 namespace {

@@ -36,6 +36,13 @@ struct PreparedFile {
   MappedFile map;          // kMmapPopulate
 };
 
+// Opens on file.source what `method` needs (file.source must be set): kDirect the O_DIRECT
+// descriptor and its alignment (io::ReopenDirect, io::DirectIoAlignment), kMmapPopulate the
+// mapping; kBuffered needs nothing. kUnsupported where the source cannot (no descriptor, or
+// the file system refuses O_DIRECT): the caller then reads that file buffered. Other errors
+// name the file.
+Status Prepare(PreparedFile& file, ReadMethod method);
+
 struct ReadOp {
   const PreparedFile* file = nullptr;
   ReadMethod method = ReadMethod::kBuffered;

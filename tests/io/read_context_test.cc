@@ -101,20 +101,12 @@ class ReadContextConformance : public testing::TestWithParam<Kind> {
       source_ = *opened;
     }
     file_.source = source_.get();
-    if (IsDirect(kind())) {
-      Result<UniqueFd> direct = ReopenDirect(source_->fd(), path_);
-      if (!direct.ok() && direct.status().code() == ErrorCode::kUnsupported) {
-        GTEST_SKIP() << "the temp filesystem refuses O_DIRECT: " << direct.status().ToString();
-      }
-      ASSERT_TRUE(direct.ok()) << direct.status().ToString();
-      file_.direct_fd = std::move(*direct);
-      file_.direct_align = DirectIoAlignment(file_.direct_fd.get());
+    // What each method needs, as a load prepares it (io::Prepare).
+    Status prepared = Prepare(file_, method());
+    if (IsDirect(kind()) && prepared.code() == ErrorCode::kUnsupported) {
+      GTEST_SKIP() << "the temp filesystem refuses O_DIRECT: " << prepared.ToString();
     }
-    if (IsMmap(kind())) {
-      Result<MappedFile> map = MappedFile::Map(source_->fd(), source_->size_bytes());
-      ASSERT_TRUE(map.ok()) << map.status().ToString();
-      file_.map = std::move(*map);
-    }
+    ASSERT_TRUE(prepared.ok()) << prepared.ToString();
     if (IsUring(kind())) {
       Result<std::unique_ptr<ReadContext>> ring = MakeUringContext(4);
       if (!ring.ok() && ring.status().code() == ErrorCode::kUnsupported) {
@@ -133,9 +125,8 @@ class ReadContextConformance : public testing::TestWithParam<Kind> {
   // The injector knows a file's mappings by seeing them made: map again while it is installed.
   void MapAgain() {
     if (!IsMmap(kind())) return;
-    Result<MappedFile> map = MappedFile::Map(source_->fd(), source_->size_bytes());
-    ASSERT_TRUE(map.ok()) << map.status().ToString();
-    file_.map = std::move(*map);
+    Status status = Prepare(file_, ReadMethod::kMmapPopulate);
+    ASSERT_TRUE(status.ok()) << status.ToString();
   }
 
   Kind kind() const { return GetParam(); }
@@ -453,6 +444,24 @@ TEST(ReadRules, DirectShortReadsResumeAtTheAlignedPosition) {
   next = StepRead(r, 4096 + 10, c);
   ASSERT_TRUE(next.ok());
   EXPECT_EQ(*next, ReadNext::kDone);
+}
+
+}  // namespace
+}  // namespace stload::io
+
+namespace stload::io {
+namespace {
+
+TEST(Prepare, SourcesWithoutADescriptorAreBufferedOnly) {
+  MemorySource memory("m", std::vector<std::byte>(10));
+  PreparedFile file;
+  file.source = &memory;
+  EXPECT_TRUE(Prepare(file, ReadMethod::kBuffered).ok());
+  EXPECT_EQ(Prepare(file, ReadMethod::kDirect).code(), ErrorCode::kUnsupported);
+  EXPECT_EQ(Prepare(file, ReadMethod::kMmapPopulate).code(), ErrorCode::kUnsupported);
+  EXPECT_EQ(ReadMethodName(ReadMethod::kBuffered), "pread");
+  EXPECT_EQ(ReadMethodName(ReadMethod::kDirect), "direct");
+  EXPECT_EQ(ReadMethodName(ReadMethod::kMmapPopulate), "mmap");
 }
 
 }  // namespace
