@@ -62,16 +62,14 @@ class UringContext final : public ReadContext {
     if (requests_.empty()) return OkStatus();
     size_t k = 0;
     Status status = ring_->ReadAll(requests_, &k);
-    if (!status.ok()) {
-      const ReadOp& op = ops[indices_[k < indices_.size() ? k : 0]];
-      if (failed) *failed = indices_[k < indices_.size() ? k : 0];
-      requests_.clear();
-      indices_.clear();
-      return std::move(status).WithOffset(op.offset).WithPath(op.file->source->name());
-    }
+    // By now nothing is in flight, whether it failed or not.
+    const size_t index = indices_[k < indices_.size() ? k : 0];
     requests_.clear();
     indices_.clear();
-    return OkStatus();
+    if (status.ok()) return status;
+    if (failed) *failed = index;
+    return std::move(status).WithOffset(ops[index].offset)
+        .WithPath(ops[index].file->source->name());
   }
 
   std::unique_ptr<UringReader> ring_;
