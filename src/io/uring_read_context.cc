@@ -80,7 +80,6 @@ class UringContext final : public ReadContext {
 }  // namespace
 
 Result<std::unique_ptr<ReadContext>> MakeUringContext(uint32_t depth) {
-  if (depth == 0) return InvalidArgumentError("io_uring depth is 0");
   STLOAD_ASSIGN_OR_RETURN(std::unique_ptr<UringReader> ring, UringReader::Create(depth));
   return std::unique_ptr<ReadContext>(std::make_unique<UringContext>(std::move(ring)));
 }
