@@ -27,6 +27,7 @@
 
 #include "format/safetensors_header.h"
 #include "load/natural_order.h"
+#include "load_input.h"
 #include "reference.h"
 #include "stload/checkpoint.h"
 #include "stload/loader.h"
@@ -40,6 +41,8 @@ using stload::LoadOrder;
 using stload::ReadPath;
 using stload::Result;
 using stload::TensorInfo;
+using stload::fuzz::Choices;
+using stload::fuzz::MakeFile;
 
 // One file per process, rewritten for every input; removed at exit.
 struct FuzzFile {
@@ -68,25 +71,6 @@ struct FuzzFile {
     f.close();
     if (!f) stload::fuzz::Fail("cannot write " + path);
   }
-};
-
-// Bits of the input's hash, taken a few at a time.
-class Choices {
- public:
-  Choices(const uint8_t* data, size_t size) {
-    uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a
-    for (size_t i = 0; i < size; ++i) h = (h ^ data[i]) * 0x100000001b3ull;
-    bits_ = h;
-  }
-  // A value in [0, n).
-  uint32_t Pick(uint32_t n) {
-    const uint32_t v = static_cast<uint32_t>(bits_ % n);
-    bits_ /= n;
-    return v;
-  }
-
- private:
-  uint64_t bits_;
 };
 
 enum class Path { kPread, kMmap, kDirect, kPreadUring, kDirectUring };
@@ -223,49 +207,6 @@ void RunLoadInto(const Checkpoint& ckpt, const LoadConfig& config, uint32_t stri
   for (const stload::Destination& d : dst) CheckBytes(d.bytes, tensors[d.tensor], file, what);
   FUZZ_CHECK(stats.bytes_read == total, what + ": bytes_read");
   CheckReadPath(config, stats, what);
-}
-
-// The file an input stands for. The first byte picks the form of the rest:
-//   odd:  the rest is the file, as is;
-//   even: the rest is a header's JSON text, a NUL, then data. The 8-byte length is written for
-//         the text, and the data is cut or extended (with a fixed pattern) to the largest END of
-//         the header's data_offsets, so that a mutation of the JSON that keeps the offsets tiling
-//         still gives a valid checkpoint that gets loaded. (Raw NUL is never valid JSON.)
-std::vector<uint8_t> MakeFile(const uint8_t* data, size_t size) {
-  if (size == 0) return {};
-  if (data[0] & 1) return std::vector<uint8_t>(data + 1, data + size);
-  const uint8_t* rest = data + 1;
-  const size_t rest_size = size - 1;
-  const uint8_t* nul = static_cast<const uint8_t*>(std::memchr(rest, 0, rest_size));
-  const size_t text_size = nul ? static_cast<size_t>(nul - rest) : rest_size;
-  std::vector<uint8_t> file(8);
-  for (int i = 0; i < 8; ++i) {
-    file[i] = static_cast<uint8_t>((uint64_t{text_size} >> (8 * i)) & 0xff);
-  }
-  file.insert(file.end(), rest, rest + text_size);
-  std::vector<uint8_t> payload;
-  if (nul) payload.assign(nul + 1, rest + rest_size);
-  // The largest END, read leniently with the reference's JSON parser; none if it does not parse.
-  const stload::fuzz::JsonParse parsed = stload::fuzz::ParseJson(
-      std::string_view(reinterpret_cast<const char*>(rest), text_size));
-  if (parsed.verdict != stload::fuzz::Verdict::kInvalid && parsed.value.is_object()) {
-    uint64_t end = 0;
-    for (const auto& [key, value] : parsed.value.items()) {
-      if (!value.is_object() || !value.contains("data_offsets")) continue;
-      const auto& offsets = value["data_offsets"];
-      if (offsets.is_array() && offsets.size() == 2 && offsets[1].is_number_unsigned()) {
-        end = std::max(end, offsets[1].get<uint64_t>());
-      }
-    }
-    constexpr uint64_t kMaxData = 1 << 20;  // a mutated offset must not ask for gigabytes
-    if (end <= kMaxData) {
-      const size_t have = payload.size();
-      payload.resize(end);
-      for (size_t i = have; i < end; ++i) payload[i] = static_cast<uint8_t>(i * 131 + 17);
-    }
-  }
-  file.insert(file.end(), payload.begin(), payload.end());
-  return file;
 }
 
 }  // namespace

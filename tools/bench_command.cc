@@ -23,6 +23,7 @@
 #include "bench/subprocess.h"
 #include "cli_common.h"
 #include "commands.h"
+#include "checkpoint/checkpoint_access.h"
 #include "stload/checkpoint.h"
 
 namespace stload::cli {
@@ -200,7 +201,7 @@ class Bench {
       : args_(args), ckpt_(ckpt), threads_(lists.threads), modes_(lists.modes),
         consumers_(lists.consumers), drop_method_(lists.drop_method) {
     for (uint32_t i = 0; i < ckpt.shards().size(); ++i) {
-      files_.push_back({ckpt.shards()[i].path, ckpt.shards()[i].size_bytes, ckpt.shard_fd(i)});
+      files_.push_back({ckpt.shards()[i].path, ckpt.shards()[i].size_bytes, stload::CheckpointAccess::ShardSource(ckpt, i).fd()});
     }
     cpus_ = bench::UsableCpus();
   }

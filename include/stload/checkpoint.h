@@ -68,18 +68,13 @@ class Checkpoint {
   Metadata metadata() const;
   // Things worth telling a person that are not errors (e.g. the index's total_size disagrees).
   std::span<const std::string> warnings() const;
-  // The read-only descriptor of shard `shard`, open as long as any copy of this Checkpoint lives.
-  // pread on it is thread-safe.
-  int shard_fd(uint32_t shard) const;
-
   // Reads dst.size() bytes of tensor `tensor` (an index into tensors()), starting `offset` bytes
   // into the tensor, with pread into caller-owned memory. The range must lie inside the tensor
   // (kInvalidArgument otherwise); errors name the file and the byte offset in it.
   Status ReadTensorBytes(uint32_t tensor, uint64_t offset, std::span<std::byte> dst) const;
 
-  struct Impl;  // opaque: defined in the library
-
  private:
+  struct Impl;  // opaque: defined in the library
   friend struct CheckpointAccess;  // the library's own view: the open sources
   explicit Checkpoint(std::shared_ptr<const Impl> impl);
   std::shared_ptr<const Impl> impl_;

@@ -12,12 +12,14 @@
 #include "format/safetensors_header.h"
 #include "format/shard_index.h"
 #include "checkpoint/checkpoint_access.h"
-#include "io/file.h"
-#include "io/local_file_source.h"
+#include "io/local_storage.h"
 
 namespace stload {
 
-struct Checkpoint::Impl {
+namespace checkpoint_internal {
+
+// What a Checkpoint holds; Checkpoint::Impl is this (the discovery below fills it in).
+struct Contents {
   std::string path;
   bool has_index = false;
   std::vector<ShardInfo> shards;
@@ -31,19 +33,19 @@ struct Checkpoint::Impl {
   std::map<io::Source::Identity, uint32_t> shard_by_identity;
 };
 
+}  // namespace checkpoint_internal
+
+struct Checkpoint::Impl : checkpoint_internal::Contents {};
+
 namespace {
 
 namespace fs = std::filesystem;
+using checkpoint_internal::Contents;
 
 // The index is read whole and parsed into a DOM that takes several times its size, so it gets a
 // bound like a header's (the same 100,000,000 bytes): ten times the index of a 671B-parameter
 // mixture of experts with 90,000 tensors, which is 9 MB.
 constexpr uint64_t kMaxIndexBytes = 100'000'000;
-
-std::string JoinPath(const std::string& dir, const std::string& name) {
-  if (dir.empty()) return name;
-  return dir.back() == '/' ? dir + name : dir + "/" + name;
-}
 
 std::string BaseName(const std::string& path) {
   return fs::path(path).filename().string();
@@ -53,8 +55,9 @@ std::string BaseName(const std::string& path) {
 // The same file under a second name (a hard link, a symbolic link, or an index entry naming a
 // link) is refused before its header is read: it could only repeat the first one's tensor names,
 // and N names for one file with a large header would otherwise parse and keep it N times.
-Status AddShard(Checkpoint::Impl& impl, const std::string& path) {
-  STLOAD_ASSIGN_OR_RETURN(io::SourcePtr source, io::LocalFileSource::Open(path));
+Status AddShard(Contents& impl, const io::Storage& storage, const std::string& name) {
+  STLOAD_ASSIGN_OR_RETURN(io::SourcePtr source, storage.Open(name));
+  const std::string& path = source->name();
   const uint64_t file_size = source->size_bytes();
   if (auto same = impl.shard_by_identity.find(source->identity());
       same != impl.shard_by_identity.end()) {
@@ -97,7 +100,7 @@ Status AddShard(Checkpoint::Impl& impl, const std::string& path) {
 }
 
 // Builds the name lookup; a name in two shards is an error.
-Status IndexNames(Checkpoint::Impl& impl) {
+Status IndexNames(Contents& impl) {
   impl.by_name.reserve(impl.tensors.size());
   for (uint32_t i = 0; i < impl.tensors.size(); ++i) {
     const TensorInfo& t = impl.tensors[i];
@@ -112,36 +115,38 @@ Status IndexNames(Checkpoint::Impl& impl) {
   return OkStatus();
 }
 
-// A directory entry that exists (lstat) but whose file cannot be opened because it is not there:
-// a symbolic link to nothing.
-bool IsDanglingLink(const std::string& path) {
-  struct stat lst {};
-  struct stat st {};
-  return ::lstat(path.c_str(), &lst) == 0 && S_ISLNK(lst.st_mode) && ::stat(path.c_str(), &st) != 0;
-}
-
-Result<std::string> ReadIndexText(const std::string& path) {
-  Result<io::OpenFile> opened = io::OpenReadOnly(path);
-  if (!opened.ok() && opened.status().code() == ErrorCode::kNotFound && IsDanglingLink(path)) {
-    return NotFoundError("is a symbolic link to a file that does not exist: the index cannot be "
-                         "read")
-        .WithErrno(ENOENT)
-        .WithPath(path);
+// The index's text; `*path` is the path it was read as.
+Result<std::string> ReadIndexText(const io::Storage& storage, const std::string& name,
+                                  std::string* path) {
+  Result<io::SourcePtr> opened = storage.Open(name);
+  if (!opened.ok() && opened.status().code() == ErrorCode::kNotFound) {
+    // There (the storage lists it) but not found when opened: a symbolic link to nothing.
+    Result<bool> exists = storage.Exists(name);
+    if (exists.ok() && *exists) {
+      return NotFoundError("is a symbolic link to a file that does not exist: the index cannot "
+                           "be read")
+          .WithErrno(ENOENT)
+          .WithPath(opened.status().context().path);
+    }
   }
-  STLOAD_ASSIGN_OR_RETURN(io::OpenFile file, std::move(opened));
-  if (file.size_bytes > kMaxIndexBytes) {
-    return CorruptError("index too large: " + std::to_string(file.size_bytes) +
+  STLOAD_ASSIGN_OR_RETURN(io::SourcePtr file, std::move(opened));
+  *path = file->name();
+  if (file->size_bytes() > kMaxIndexBytes) {
+    return CorruptError("index too large: " + std::to_string(file->size_bytes()) +
                         " bytes, the limit is " + std::to_string(kMaxIndexBytes))
-        .WithPath(path);
+        .WithPath(*path);
   }
-  std::string text(file.size_bytes, '\0');
+  std::string text(file->size_bytes(), '\0');
   std::span<std::byte> bytes(reinterpret_cast<std::byte*>(text.data()), text.size());
-  STLOAD_RETURN_IF_ERROR(io::PreadFull(file.fd.get(), bytes, 0).WithPath(path));
+  STLOAD_RETURN_IF_ERROR(file->ReadAt(0, bytes).WithPath(*path));
   return text;
 }
 
-Status OpenIndexed(Checkpoint::Impl& impl, const std::string& dir, const std::string& index_path) {
-  STLOAD_ASSIGN_OR_RETURN(std::string text, ReadIndexText(index_path));
+// The index `index_file` of `index_storage`, and the shards it names, in `storage`.
+Status OpenIndexed(Contents& impl, const io::Storage& index_storage, const std::string& index_file,
+                   const io::Storage& storage) {
+  std::string index_path;
+  STLOAD_ASSIGN_OR_RETURN(std::string text, ReadIndexText(index_storage, index_file, &index_path));
   Result<format::ShardIndex> index = format::ParseShardIndex(text);
   if (!index.ok()) return std::move(index).status().WithPath(index_path);
   const std::string index_name = BaseName(index_path);
@@ -152,10 +157,10 @@ Status OpenIndexed(Checkpoint::Impl& impl, const std::string& dir, const std::st
   files.erase(std::unique(files.begin(), files.end()), files.end());
   if (files.empty()) return NotFoundError("index's weight_map names no shard").WithPath(index_path);
   for (const std::string& file : files) {
-    Status status = AddShard(impl, JoinPath(dir, file));
+    Status status = AddShard(impl, storage, file);
     if (status.code() == ErrorCode::kNotFound) {
       return NotFoundError("shard named by " + index_name + " does not exist")
-          .WithPath(JoinPath(dir, file));
+          .WithPath(status.context().path);
     }
     STLOAD_RETURN_IF_ERROR(status);
   }
@@ -197,37 +202,31 @@ Status OpenIndexed(Checkpoint::Impl& impl, const std::string& dir, const std::st
   return OkStatus();
 }
 
-Status OpenDirectory(Checkpoint::Impl& impl, const std::string& dir) {
-  std::error_code ec;
-  std::vector<std::string> files;
-  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-    const fs::path& p = it->path();
-    if (p.extension() != ".safetensors") continue;
-    struct stat st {};
-    if (::stat(p.c_str(), &st) != 0) {
-      // The entry is there (it was listed) but leads nowhere: a dangling or looping symbolic
-      // link, e.g. a Hugging Face cache snapshot missing a blob. Skipping it would load a
-      // different set of files than the directory names.
-      const int err = errno;
-      Status status = IsDanglingLink(p.string())
-                          ? NotFoundError("is a symbolic link to a file that does not exist")
-                          : IoError(err, "stat");
-      return std::move(status.WithErrno(err)).WithPath(p.string());
-    }
-    if (S_ISREG(st.st_mode)) files.push_back(p.filename().string());
-  }
-  if (ec) return IoError(ec.value(), "list directory").WithPath(dir);
+Status OpenDirectory(Contents& impl, const io::Storage& storage, const std::string& dir) {
+  STLOAD_ASSIGN_OR_RETURN(std::vector<std::string> files, storage.List(".safetensors"));
   if (files.empty()) {
     return NotFoundError("no *.safetensors files and no " + std::string(format::kIndexFileName) +
                          " in this directory")
         .WithPath(dir);
   }
-  std::sort(files.begin(), files.end());
-  for (const std::string& file : files) STLOAD_RETURN_IF_ERROR(AddShard(impl, JoinPath(dir, file)));
+  for (const std::string& file : files) STLOAD_RETURN_IF_ERROR(AddShard(impl, storage, file));
   STLOAD_RETURN_IF_ERROR(IndexNames(impl));
   impl.index_order.resize(impl.tensors.size());
   for (uint32_t i = 0; i < impl.tensors.size(); ++i) impl.index_order[i] = i;
   return OkStatus();
+}
+
+// A directory's files (`storage`'s): the index's if it has one, else every *.safetensors file.
+Status OpenStorageDirectory(Contents& impl, const io::Storage& storage, const std::string& dir) {
+  // An index that is there but cannot be read (a dangling or looping link, no permission) is an
+  // error naming it, never "no index", which would load every *.safetensors file in the
+  // directory instead of the set the index names.
+  STLOAD_ASSIGN_OR_RETURN(bool has_index, storage.Exists(std::string(format::kIndexFileName)));
+  if (has_index) {
+    impl.has_index = true;
+    return OpenIndexed(impl, storage, std::string(format::kIndexFileName), storage);
+  }
+  return OpenDirectory(impl, storage, dir);
 }
 
 bool EndsWith(std::string_view s, std::string_view suffix) {
@@ -249,25 +248,15 @@ Result<Checkpoint> Checkpoint::Open(const std::string& path) {
     return IoError(err, "stat").WithPath(path);
   }
   if (S_ISDIR(st.st_mode)) {
-    std::string index_path = JoinPath(path, std::string(format::kIndexFileName));
-    // lstat, not stat: an index that is there but cannot be read (a dangling or looping link,
-    // no permission) is an error naming it, never "no index", which would load every
-    // *.safetensors file in the directory instead of the set the index names.
-    struct stat index_st {};
-    if (::lstat(index_path.c_str(), &index_st) == 0) {
-      impl->has_index = true;
-      STLOAD_RETURN_IF_ERROR(OpenIndexed(*impl, path, index_path));
-    } else if (errno == ENOENT) {
-      STLOAD_RETURN_IF_ERROR(OpenDirectory(*impl, path));
-    } else {
-      return IoError(errno, "lstat").WithPath(index_path);
-    }
+    STLOAD_RETURN_IF_ERROR(OpenStorageDirectory(*impl, io::LocalStorage(path), path));
   } else if (EndsWith(path, ".index.json")) {
     impl->has_index = true;
-    std::string dir = fs::path(path).parent_path().string();
-    STLOAD_RETURN_IF_ERROR(OpenIndexed(*impl, dir.empty() ? "." : dir, path));
+    const std::string dir = fs::path(path).parent_path().string();
+    // The index is opened as given, the shards in its directory.
+    STLOAD_RETURN_IF_ERROR(
+        OpenIndexed(*impl, io::LocalStorage(), path, io::LocalStorage(dir.empty() ? "." : dir)));
   } else {
-    STLOAD_RETURN_IF_ERROR(AddShard(*impl, path));
+    STLOAD_RETURN_IF_ERROR(AddShard(*impl, io::LocalStorage(), path));
     impl->index_order.resize(impl->tensors.size());
     for (uint32_t i = 0; i < impl->tensors.size(); ++i) impl->index_order[i] = i;
     STLOAD_RETURN_IF_ERROR(IndexNames(*impl));
@@ -285,7 +274,8 @@ Result<Checkpoint> Checkpoint::OpenFiles(std::span<const std::string> paths) {
                                   std::to_string(paths.size()) + " has an empty path");
     }
   }
-  for (const std::string& path : paths) STLOAD_RETURN_IF_ERROR(AddShard(*impl, path));
+  const io::LocalStorage storage;  // paths as given
+  for (const std::string& path : paths) STLOAD_RETURN_IF_ERROR(AddShard(*impl, storage, path));
   STLOAD_RETURN_IF_ERROR(IndexNames(*impl));
   impl->index_order.resize(impl->tensors.size());
   for (uint32_t i = 0; i < impl->tensors.size(); ++i) impl->index_order[i] = i;
@@ -299,10 +289,16 @@ std::span<const TensorInfo> Checkpoint::tensors() const { return impl_->tensors;
 std::span<const uint32_t> Checkpoint::index_order() const { return impl_->index_order; }
 uint64_t Checkpoint::total_bytes() const { return impl_->total_bytes; }
 std::span<const std::string> Checkpoint::warnings() const { return impl_->warnings; }
-int Checkpoint::shard_fd(uint32_t shard) const { return impl_->sources.at(shard)->fd(); }
 
 const io::Source& CheckpointAccess::ShardSource(const Checkpoint& checkpoint, uint32_t shard) {
   return *checkpoint.impl_->sources.at(shard);
+}
+
+Result<Checkpoint> CheckpointAccess::Open(const io::Storage& storage, const std::string& path) {
+  auto impl = std::make_shared<Checkpoint::Impl>();
+  impl->path = path;
+  STLOAD_RETURN_IF_ERROR(OpenStorageDirectory(*impl, storage, path));
+  return Checkpoint(std::move(impl));
 }
 
 Status Checkpoint::ReadTensorBytes(uint32_t tensor, uint64_t offset,

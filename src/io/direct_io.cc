@@ -9,6 +9,7 @@
 #include <cstring>
 #include <string>
 
+#include "io/file.h"
 #include "io/syscalls.h"
 
 namespace stload::io {
@@ -80,31 +81,9 @@ uint32_t DirectIoAlignment(int fd) {
 Status PreadDirect(int fd, std::byte* dst, uint64_t offset, uint64_t length, uint64_t file_size,
                    uint32_t align) {
   const uint64_t needed = std::min(length, file_size > offset ? file_size - offset : 0);
-  uint64_t done = 0;
-  while (done < needed) {
-    const uint64_t before = done;
-    ssize_t n = Sys().Pread(fd, dst + done, length - done, static_cast<off_t>(offset + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return IoError(errno, "read (O_DIRECT)").WithOffset(offset + done);
-    if (n == 0) {
-      return CorruptError("file ends before the data its header describes").WithOffset(offset + done);
-    }
-    done += static_cast<uint64_t>(n);
-    // A short read that is not at the end of the file leaves `done` unaligned; O_DIRECT cannot
-    // continue from there, so the rest is read again from the aligned position below it.
-    if (done < needed && done % align != 0) done = done / align * align;
-    if (done <= before) {
-      // Less than one aligned block came back: the file ends inside it, before `needed` (it
-      // shrank since it was opened), the same corruption PreadFull reports.
-      struct stat st {};
-      if (Sys().Fstat(fd, &st) == 0 && static_cast<uint64_t>(st.st_size) < offset + needed) {
-        return CorruptError("file ends before the data its header describes")
-            .WithOffset(before + offset + static_cast<uint64_t>(n));
-      }
-      return Status(ErrorCode::kIoError, "O_DIRECT read makes no progress").WithOffset(offset + done);
-    }
-  }
-  return OkStatus();
+  return PreadRange({.fd = fd, .offset = offset, .length = length, .required = needed,
+                     .align = align, .reader = Reader::kDirectPread},
+                    dst);
 }
 
 }  // namespace stload::io

@@ -44,21 +44,22 @@ Result<OpenFile> OpenReadOnly(const std::string& path, int extra_flags) {
   return file;
 }
 
-Status PreadFull(int fd, std::span<std::byte> dst, uint64_t offset) {
-  size_t done = 0;
-  while (done < dst.size()) {
-    ssize_t n = Sys().Pread(fd, dst.data() + done, dst.size() - done,
-                            static_cast<off_t>(offset + done));
-    if (n < 0 && errno == EINTR) continue;
-    // EAGAIN is not retried: a regular file opened blocking never returns it, and retrying a
-    // call that keeps failing would turn a broken file system into a hang.
-    if (n < 0) return IoError(errno, "read").WithOffset(offset + done);
-    if (n == 0) {
-      return CorruptError("file ends before the data its header describes").WithOffset(offset + done);
-    }
-    done += static_cast<size_t>(n);
+Status PreadRange(const ReadRange& range, std::byte* dst) {
+  ReadCursor cursor;
+  while (!cursor.finished(range)) {
+    const ssize_t n = Sys().Pread(range.fd, dst + cursor.done, range.length - cursor.done,
+                                  static_cast<off_t>(range.offset + cursor.done));
+    const int64_t result = n < 0 ? -static_cast<int64_t>(errno) : static_cast<int64_t>(n);
+    STLOAD_ASSIGN_OR_RETURN(ReadNext next, StepRead(range, result, cursor));
+    if (next == ReadNext::kDone) break;
   }
   return OkStatus();
+}
+
+Status PreadFull(int fd, std::span<std::byte> dst, uint64_t offset) {
+  return PreadRange({.fd = fd, .offset = offset, .length = dst.size(), .required = dst.size(),
+                     .align = 1, .reader = Reader::kPread},
+                    dst.data());
 }
 
 }  // namespace stload::io

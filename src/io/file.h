@@ -9,6 +9,7 @@
 #include <span>
 #include <string>
 
+#include "io/read_rules.h"
 #include "stload/result.h"
 #include "util/unique_fd.h"
 
@@ -29,5 +30,9 @@ Result<OpenFile> OpenReadOnly(const std::string& path, int extra_flags = 0);
 // filesystems), so it loops and retries EINTR; the file ending early is kCorrupt, because the
 // header promised the bytes. Errors carry the offset, not the path.
 Status PreadFull(int fd, std::span<std::byte> dst, uint64_t offset);
+
+// Reads `range` (range.fd) into `dst` with pread, applying io::StepRead to every result: the
+// loop behind PreadFull and io::PreadDirect. dst holds range.length bytes.
+Status PreadRange(const ReadRange& range, std::byte* dst);
 
 }  // namespace stload::io

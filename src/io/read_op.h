@@ -36,6 +36,13 @@ struct PreparedFile {
   MappedFile map;          // kMmapPopulate
 };
 
+// Opens on file.source what `method` needs (file.source must be set): kDirect the O_DIRECT
+// descriptor and its alignment (io::ReopenDirect, io::DirectIoAlignment), kMmapPopulate the
+// mapping; kBuffered needs nothing. kUnsupported where the source cannot (no descriptor, or
+// the file system refuses O_DIRECT): the caller then reads that file buffered. Other errors
+// name the file.
+Status Prepare(PreparedFile& file, ReadMethod method);
+
 struct ReadOp {
   const PreparedFile* file = nullptr;
   ReadMethod method = ReadMethod::kBuffered;
@@ -61,10 +68,17 @@ class ReadContext {
   virtual Status ReadAll(std::span<const ReadOp> ops, size_t* failed) = 0;
 };
 
-// Plain system calls, one op at a time.
+// Runs one op with plain system calls, as the syscall context does (and the io_uring context for
+// the ops it does not put in its ring). Errors carry the source's name and the file offset.
+Status ReadWithSyscalls(const ReadOp& op);
+
+// Plain system calls, one op at a time. ReadAll takes any number of ops (max_batch() is a hint).
 std::unique_ptr<ReadContext> MakeSyscallContext();
 // An io_uring ring of `depth` entries for kBuffered and kDirect ops on descriptors; other ops in
-// the batch go through plain system calls. kUnsupported where the kernel, a sandbox or the build
+// the batch go through plain system calls (ReadWithSyscalls). ReadAll takes any number of ops and
+// runs them max_batch() (= depth) at a time; where several fail, the one reported is the first
+// to fail. After a failed submission the ring is not used again: later ReadAll calls fail with
+// kInternal. kUnsupported where the kernel, a sandbox or the build
 // (STLOAD_WITH_IO_URING=OFF) refuses io_uring.
 Result<std::unique_ptr<ReadContext>> MakeUringContext(uint32_t depth);
 

@@ -66,6 +66,10 @@ class Storage {
   // Names of the regular files whose name ends in `suffix`, sorted. Entries that lead nowhere
   // (dangling links) are errors, never skipped.
   virtual Result<std::vector<std::string>> List(std::string_view suffix) const = 0;
+  // Whether there is an entry called `name`, even one that leads nowhere (a dangling symbolic
+  // link, which Open then refuses): how a checkpoint tells "no index" from "an index that cannot
+  // be read". kIoError (naming it) when that cannot be told.
+  virtual Result<bool> Exists(const std::string& name) const = 0;
 };
 
 }  // namespace stload::io

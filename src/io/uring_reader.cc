@@ -1,12 +1,12 @@
 #include "io/uring_reader.h"
 
 #include <liburing.h>
-#include <sys/stat.h>
 
 #include <cerrno>
 #include <cstring>
 #include <vector>
 
+#include "io/read_rules.h"
 #include "io/syscalls.h"
 
 namespace stload::io {
@@ -41,13 +41,13 @@ Status UringReader::ReadAll(std::span<ReadRequest> requests, size_t* failed_requ
   if (broken_) return InternalError("io_uring ring used again after its submission failed");
   if (requests.size() > depth_) return InternalError("more io_uring reads than the ring holds");
   struct io_uring* ring = &ring_->ring;
-  struct Progress {
-    uint64_t done = 0;     // bytes of the request read so far
-    uint32_t retries = 0;  // -EAGAIN completions in a row
+  // How far each request has got, under the rules every reader applies (io/read_rules.h).
+  std::vector<ReadCursor> progress(requests.size());
+  auto range = [&](size_t i) {
+    const ReadRequest& r = requests[i];
+    return ReadRange{.fd = r.fd, .offset = r.offset, .length = r.length, .required = r.required,
+                     .align = r.align, .reader = Reader::kUring};
   };
-  std::vector<Progress> progress(requests.size());
-  // The piece of request i that is (or will next be) in flight: from `done` on, at most 1 GiB,
-  // because io_uring's read length is 32 bits.
   auto piece_length = [&](size_t i) {
     return std::min<uint64_t>(requests[i].length - progress[i].done, 1u << 30);
   };
@@ -100,48 +100,16 @@ Status UringReader::ReadAll(std::span<ReadRequest> requests, size_t* failed_requ
       ++seen;
       const size_t i = static_cast<size_t>(io_uring_cqe_get_data64(cqe));
       const ReadRequest& r = requests[i];
-      uint64_t& done = progress[i].done;
+      const uint64_t done = progress[i].done;
       const int res = Sys().UringReadResult(r.fd, r.offset + done, piece_length(i), cqe->res);
       bool again = false;
-      if (res == -EINTR) {
-        again = true;  // interrupted before it read anything: the same read again
-      } else if (res == -EAGAIN) {
-        // The kernel could not do the read without blocking (it should not happen for a file
-        // opened blocking); bounded, so a file system that always says so is an error, not a hang.
-        again = ++progress[i].retries < kMaxRetries;
-        if (!again) fail(i, IoError(EAGAIN, "read (io_uring)").WithOffset(r.offset + done));
-      } else if (res < 0) {
-        fail(i, IoError(-res, "read (io_uring)").WithOffset(r.offset + done));
-      } else if (res == 0) {
-        fail(i, CorruptError("file ends before the data its header describes")
-                    .WithOffset(r.offset + done));
+      Result<ReadNext> next = StepRead(range(i), res, progress[i]);
+      if (!next.ok()) {
+        fail(i, std::move(next).status());
       } else {
-        progress[i].retries = 0;
-        const uint64_t before = done;
-        done += static_cast<uint64_t>(res);
-        if (done < r.required) {
-          // Short read: queue the rest ("short read, adjust and requeue", liburing's
-          // io_uring-cp). O_DIRECT cannot resume at an unaligned position: read again from the
-          // aligned one below.
-          if (done % r.align != 0) done = done / r.align * r.align;
-          if (done <= before) {
-            // Less than one aligned block came back before the required end. Either the file is
-            // shorter than when it was opened, or the read makes no progress: either way it ends
-            // here rather than repeating forever, with the same errors as io::PreadDirect.
-            const uint64_t at = r.offset + before + static_cast<uint64_t>(res);
-            struct stat st {};
-            if (Sys().Fstat(r.fd, &st) == 0 &&
-                static_cast<uint64_t>(st.st_size) < r.offset + r.required) {
-              fail(i,
-                   CorruptError("file ends before the data its header describes").WithOffset(at));
-            } else {
-              fail(i, Status(ErrorCode::kIoError, "O_DIRECT read makes no progress")
-                          .WithOffset(r.offset + before));
-            }
-          } else {
-            again = true;
-          }
-        }
+        // kMore: the same read again (EINTR, EAGAIN), or the rest of a short read ("short read,
+        // adjust and requeue", liburing's io_uring-cp), or the next piece of a long one.
+        again = *next == ReadNext::kMore;
       }
       if (again && first_error.ok()) {
         queue(i);

@@ -7,6 +7,7 @@
 #include <memory>
 #include <span>
 
+#include "io/read_rules.h"
 #include "stload/result.h"
 
 namespace stload::io {
@@ -34,7 +35,7 @@ class UringReader {
   unsigned depth() const { return depth_; }
 
   // How many times in a row one read may complete with -EAGAIN before it is an error.
-  static constexpr uint32_t kMaxRetries = 1000;
+  static constexpr uint32_t kMaxRetries = kMaxEagainRetries;
 
   // Submits every request (at most depth() of them) and waits until all are complete, resubmitting
   // the rest of short reads, and reads that completed with -EINTR or -EAGAIN (at most kMaxRetries

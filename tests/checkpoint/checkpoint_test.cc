@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "checkpoint/checkpoint_access.h"
 #include "io/syscalls.h"
 #include "support/fault_injection.h"
 #include "support/test_files.h"
@@ -184,7 +185,7 @@ TEST_F(CheckpointTest, SingleFile) {
 
   // The shard stays open read-only on the file that was validated.
   struct stat st {};
-  ASSERT_EQ(::fstat(ckpt->shard_fd(0), &st), 0);
+  ASSERT_EQ(::fstat(CheckpointAccess::ShardSource(*ckpt, 0).fd(), &st), 0);
   EXPECT_EQ(static_cast<uint64_t>(st.st_size), bytes.size());
 }
 

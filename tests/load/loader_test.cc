@@ -27,6 +27,7 @@
 #include <utility>
 #include <vector>
 
+#include "checkpoint/checkpoint_access.h"
 #include "io/direct_io.h"
 #include "load/natural_order.h"
 #include "load/read_plan.h"
@@ -593,7 +594,7 @@ std::vector<uint64_t> BlockNeeds(const Checkpoint& ckpt, LoadOrder order, uint64
     uint64_t begin = 0, end = 0;
     if (!b.pieces.empty()) begin = b.pieces.front().file_begin, end = b.pieces.back().file_end;
     if (path == ReadPath::kDirect && end > begin) {
-      const uint64_t align = io::DirectIoAlignment(ckpt.shard_fd(b.shard));
+      const uint64_t align = io::DirectIoAlignment(CheckpointAccess::ShardSource(ckpt, b.shard).fd());
       begin = begin / align * align;
       end = (end + align - 1) / align * align;
     }
