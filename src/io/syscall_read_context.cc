@@ -21,8 +21,9 @@ class SyscallContext final : public ReadContext {
   }
 
  private:
-  // Ops are run one at a time, so a batch is only a convenience for the caller.
-  static constexpr size_t kBatch = 64;
+  // Ops run one at a time, so a larger batch would only let one thread take work the others
+  // could do at once, and make a cancellation wait for the whole batch.
+  static constexpr size_t kBatch = 1;
 };
 
 }  // namespace

@@ -3,7 +3,6 @@
 #include <algorithm>
 
 #include "checkpoint/checkpoint_access.h"
-#include "io/direct_io.h"
 
 namespace stload::load {
 
@@ -49,31 +48,19 @@ Result<std::shared_ptr<const ReadPolicy>> ReadPolicy::Prepare(const Checkpoint& 
     f.prepared.source = &source;
     f.size_bytes = source.size_bytes();
     f.method = requested;
+    Status prepared = io::Prepare(f.prepared, requested);
+    if (prepared.code() == ErrorCode::kUnsupported) {
+      // This file cannot be read that way (a file system without O_DIRECT, a source without a
+      // descriptor to map): it alone reads buffered.
+      warnings.push_back(shards[s].file_name + ": " + prepared.reason() +
+                         "; reading with buffered pread instead");
+      f.method = io::ReadMethod::kBuffered;
+      policy->path_ = ReadPath::kPread;
+      continue;
+    }
+    STLOAD_RETURN_IF_ERROR(std::move(prepared));
     if (requested == io::ReadMethod::kDirect) {
-      Result<UniqueFd> direct =
-          (source.caps() & io::kCanDirect)
-              ? io::ReopenDirect(source.fd(), source.name())
-              : Result<UniqueFd>(UnsupportedError("the source cannot be read with O_DIRECT"));
-      if (!direct.ok() && direct.status().code() == ErrorCode::kUnsupported) {
-        warnings.push_back(shards[s].file_name + ": " + direct.status().reason() +
-                           "; reading with buffered pread instead");
-        f.method = io::ReadMethod::kBuffered;
-        policy->path_ = ReadPath::kPread;
-        continue;
-      }
-      if (!direct.ok()) return std::move(direct).status().WithPath(source.name());
-      f.prepared.direct_fd = std::move(*direct);
-      f.prepared.direct_align = io::DirectIoAlignment(f.prepared.direct_fd.get());
       policy->alignment_ = std::max(policy->alignment_, f.prepared.direct_align);
-    } else if (requested == io::ReadMethod::kMmapPopulate) {
-      if (source.fd() < 0) {
-        f.method = io::ReadMethod::kBuffered;  // nothing to map (an in-memory source)
-        policy->path_ = ReadPath::kPread;
-        continue;
-      }
-      Result<io::MappedFile> map = io::MappedFile::Map(source.fd(), source.size_bytes());
-      if (!map.ok()) return std::move(map).status().WithPath(source.name());
-      f.prepared.map = std::move(*map);
     }
   }
   return std::shared_ptr<const ReadPolicy>(std::move(policy));
