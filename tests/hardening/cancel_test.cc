@@ -7,7 +7,9 @@
 #include <chrono>
 #include <optional>
 #include <string>
+#include <stop_token>
 #include <thread>
+#include <vector>
 
 #include "io/syscalls.h"
 #include "stload/checkpoint.h"
@@ -134,6 +136,48 @@ TEST(NextWithTimeout, TimesOutWhileABlockIsReadThenDelivers) {
   ASSERT_TRUE(end.ok()) << end.status().ToString();
   EXPECT_FALSE(timed_out);
   EXPECT_FALSE(end->has_value());
+}
+
+// LoadInto's stop token, requested from another thread while the readers are inside the tensor:
+// LoadInto returns kCancelled long before the 4 s the reads would take, the readers stop within
+// one read each; a token stopped before the call reads nothing.
+TEST_P(CancelLoad, LoadIntoStopTokenFromAnotherThread) {
+  const Path path = GetParam();
+  test::Watchdog watchdog("CancelLoadInto");
+  test::TempDir dir;
+  const std::string file = OneBigTensorFile(dir);
+  Result<Checkpoint> checkpoint = Checkpoint::Open(file);
+  ASSERT_TRUE(checkpoint.ok()) << checkpoint.status().ToString();
+  const LoadConfig config = test::MakeConfig(path, 2, LoadOrder::kFile, kChunkBytes);
+  std::vector<std::byte> bytes(checkpoint->tensors()[0].size_bytes());
+  const Destination d{0, bytes};
+  {
+    std::stop_source already;
+    already.request_stop();
+    const LoadReport report =
+        LoadInto(*checkpoint, {&d, 1}, {.config = config, .stop = already.get_token()});
+    EXPECT_EQ(report.status.code(), ErrorCode::kCancelled) << report.status.ToString();
+    EXPECT_EQ(report.stats.bytes_read, 0u);
+  }
+  test::FaultySyscalls faults(file);
+  faults.read_delay_ms = kReadDelayMs;
+  io::ScopedSyscalls installed(faults);
+  std::stop_source source;
+  std::thread stopper([&] {
+    WaitForReads(faults, 4);  // the readers are inside the tensor
+    source.request_stop();
+  });
+  const auto started = std::chrono::steady_clock::now();
+  const LoadReport report = LoadInto(*checkpoint, {&d, 1}, {.config = config, .stop = source.get_token()});
+  const double took_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  stopper.join();
+  SKIP_IF_DIRECT_REFUSED(path, report.stats);
+  EXPECT_EQ(report.status.code(), ErrorCode::kCancelled) << report.status.ToString();
+  EXPECT_EQ(report.status.file_name(), "big.safetensors");
+  EXPECT_LT(report.stats.bytes_read, checkpoint->total_bytes());
+  EXPECT_LT(took_s, test::TimeLimit(2.0));
+  EXPECT_LE(faults.reads.load(), 4 + 2 * 2 + 2);
 }
 
 }  // namespace

@@ -11,13 +11,17 @@
 #include <map>
 #include <optional>
 #include <stdexcept>
+#include <span>
+#include <stop_token>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <utility>
 #include <vector>
 
 #include "stload/checkpoint.h"
 #include "stload/loader.h"
+#include "stload/tensor_slice.h"
 #include "support/read_paths.h"
 #include "support/test_files.h"
 #include "synth/synthetic_checkpoint.h"
@@ -446,6 +450,143 @@ TEST(LoadInto, DirectWithUringReadsThroughTheRing) {
   std::vector<std::byte> expected(5000);
   ASSERT_TRUE(ckpt->ReadTensorBytes(0, 0, expected).ok());
   EXPECT_EQ(bytes, expected);
+}
+
+}  // namespace
+}  // namespace stload
+
+namespace stload {
+namespace {
+
+// A box of a row-major tensor gathered element by element from its whole bytes: the reference
+// that LoadInto's slices are checked against (byte-sized elements only).
+std::vector<std::byte> GatherBox(std::span<const std::byte> whole, const std::vector<uint64_t>& shape,
+                                 uint64_t element_bytes, const TensorSlice& box) {
+  std::vector<std::byte> out;
+  std::vector<uint64_t> index(shape.size());
+  for (size_t d = 0; d < shape.size(); ++d) {
+    if (box.dims[d].begin == box.dims[d].end) return out;
+    index[d] = box.dims[d].begin;
+  }
+  while (true) {
+    uint64_t flat = 0;
+    for (size_t d = 0; d < shape.size(); ++d) flat = flat * shape[d] + index[d];
+    const std::byte* at = whole.data() + flat * element_bytes;
+    out.insert(out.end(), at, at + element_bytes);
+    size_t d = shape.size();
+    while (d > 0) {
+      --d;
+      if (++index[d] < box.dims[d].end) break;
+      index[d] = box.dims[d].begin;
+      if (d == 0) return out;
+    }
+  }
+}
+
+// Slices through the whole engine: row, column and nested cuts, on every read path, with chunks
+// small enough that one slice spans several blocks and pieces; every byte against the reference.
+TEST(LoadInto, SlicesGatherTheBoxDenselyOnEveryPath) {
+  test::TempDir dir;
+  const std::string file = dir.File("model.safetensors");
+  WriteSafetensors(file,
+                   {{"pad", DType::kU8, {777}},
+                    {"m", DType::kF32, {96, 160}},
+                    {"cube", DType::kBF16, {6, 20, 70}},
+                    {"v", DType::kI64, {1000}}},
+                   5);
+  const Checkpoint ckpt = OpenCheckpoint(file);
+  struct Cut {
+    const char* tensor;
+    TensorSlice box;
+  };
+  const Cut cuts[] = {
+      {"m", {{{10, 40}, {0, 160}}}},    // rows: one contiguous run
+      {"m", {{{0, 96}, {32, 48}}}},     // columns: 64-byte runs 640 bytes apart
+      {"m", {{{5, 90}, {100, 160}}}},   // a box
+      {"m", {{{7, 7}, {0, 160}}}},      // empty
+      {"cube", {{{1, 5}, {3, 17}, {10, 60}}}},
+      {"cube", {{{0, 6}, {0, 20}, {69, 70}}}},  // one element per row
+      {"v", {{{123, 877}}}},
+  };
+  for (Path path : test::kAllPaths) {
+    for (int threads : {1, 4}) {
+      SCOPED_TRACE(std::string(PathName(path)) + " T" + std::to_string(threads));
+      std::vector<std::vector<std::byte>> results;
+      std::vector<std::vector<std::byte>> expected;
+      std::vector<Destination> destinations;
+      for (const Cut& c : cuts) {
+        const uint32_t index = *ckpt.Find(c.tensor);
+        const TensorInfo& t = ckpt.tensors()[index];
+        std::vector<std::byte> whole(t.size_bytes());
+        ASSERT_TRUE(ckpt.ReadTensorBytes(index, 0, whole).ok());
+        expected.push_back(GatherBox(whole, t.shape, DTypeBits(t.dtype) / 8, c.box));
+        results.emplace_back(expected.back().size(), kSentinel);
+      }
+      for (size_t i = 0; i < std::size(cuts); ++i) {
+        destinations.push_back({*ckpt.Find(cuts[i].tensor), results[i], cuts[i].box});
+      }
+      const LoadReport report =
+          LoadInto(ckpt, destinations, {.config = MakeConfig(path, threads, 4096)});
+      ASSERT_TRUE(report.status.ok()) << report.status.ToString();
+      SKIP_IF_DIRECT_REFUSED(path, report.stats);
+      uint64_t total = 0;
+      for (size_t i = 0; i < std::size(cuts); ++i) {
+        EXPECT_TRUE(SameBytes(cuts[i].tensor, expected[i], results[i])) << "cut " << i;
+        total += expected[i].size();
+      }
+      EXPECT_EQ(report.stats.bytes_read, total);
+    }
+  }
+}
+
+TEST(LoadInto, BadSlicesAreInvalidArgumentNamingTheTensor) {
+  test::TempDir dir;
+  const std::string file = dir.File("model.safetensors");
+  WriteSafetensors(file, {{"m", DType::kF32, {4, 6}}, {"q", DType::kF4, {4, 6}}}, 6);
+  const Checkpoint ckpt = OpenCheckpoint(file);
+  std::vector<std::byte> buffer(1024);
+  struct Case {
+    const char* label;
+    uint32_t tensor;
+    TensorSlice box;
+    size_t bytes;
+  };
+  const Case cases[] = {
+      {"too few ranges", 0, {{{0, 4}}}, 96},
+      {"past the end", 0, {{{0, 5}, {0, 6}}}, 120},
+      {"begin after end", 0, {{{3, 2}, {0, 6}}}, 0},
+      {"wrong size for the box", 0, {{{0, 2}, {0, 6}}}, 47},
+      {"a cut inside a byte", 1, {{{0, 4}, {1, 6}}}, 10},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.label);
+    const Destination d{c.tensor, std::span(buffer.data(), c.bytes), c.box};
+    const LoadReport report = LoadInto(ckpt, {&d, 1});
+    EXPECT_EQ(report.status.code(), ErrorCode::kInvalidArgument) << report.status.ToString();
+    EXPECT_EQ(report.status.context().tensor, ckpt.tensors()[c.tensor].name)
+        << report.status.ToString();
+  }
+}
+
+// Stats count the file bytes each shard gave and how it was read.
+TEST(LoadInto, StatsCountBytesPerShardAndPerPath) {
+  test::TempDir dir;
+  WriteSafetensors(dir.File("model-00001-of-00002.safetensors"), {{"a", DType::kU8, {10000}}}, 1);
+  WriteSafetensors(dir.File("model-00002-of-00002.safetensors"), {{"b", DType::kU8, {30000}}}, 2);
+  const Checkpoint ckpt = OpenCheckpoint(dir.path());
+  std::vector<std::byte> a(10000), b(30000);
+  const Destination destinations[] = {{0, a}, {1, b}};
+  for (Path path : {Path::kPread, Path::kMmap}) {
+    SCOPED_TRACE(PathName(path));
+    const LoadReport report = LoadInto(ckpt, destinations, {.config = MakeConfig(path, 2, 4096)});
+    ASSERT_TRUE(report.status.ok()) << report.status.ToString();
+    ASSERT_EQ(report.stats.shards.size(), 2u);
+    EXPECT_EQ(report.stats.shards[0].file_name, "model-00001-of-00002.safetensors");
+    EXPECT_EQ(report.stats.shards[0].bytes_read, 10000u);
+    EXPECT_EQ(report.stats.shards[1].bytes_read, 30000u);
+    EXPECT_EQ(report.stats.shards[1].read_path, ExpectedReadPath(path));
+    EXPECT_EQ(report.stats.bytes_by_path[static_cast<size_t>(ExpectedReadPath(path))], 40000u);
+  }
 }
 
 }  // namespace
