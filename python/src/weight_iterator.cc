@@ -199,6 +199,20 @@ py::dict WeightIterator::Stats() {
   out["bytes_read"] = stats.bytes_read;
   out["peak_held_bytes"] = stats.peak_held_bytes;
   out["fresh_bytes"] = stats.fresh_bytes;
+  py::dict by_path;  // file bytes read with each method (O_DIRECT with its aligned edges)
+  for (ReadPath path : {ReadPath::kPread, ReadPath::kMmap, ReadPath::kDirect}) {
+    by_path[py::str(std::string(ReadPathName(path)))] = stats.bytes_by_path[static_cast<size_t>(path)];
+  }
+  out["file_bytes_by_read_path"] = by_path;
+  py::list shards;
+  for (const ShardReadStats& shard : stats.shards) {
+    py::dict one;
+    one["file"] = TextToPython(shard.file_name);
+    one["read_path"] = std::string(ReadPathName(shard.read_path));
+    one["file_bytes"] = shard.bytes_read;
+    shards.append(one);
+  }
+  out["shards"] = shards;
   py::list warnings;  // text for people; a file name in one may not be UTF-8
   for (const std::string& w : stats.warnings) warnings.append(TextToPython(w));
   out["warnings"] = warnings;
@@ -264,6 +278,16 @@ const std::string& WeightIterator::PathOf(const Weight& weight) const {
   return unknown;
 }
 
+namespace {
+
+// Adds one loader's file bytes per read path and its shards to `into` (several checkpoints).
+void AddReadBytes(LoadStats& into, const LoadStats& from) {
+  for (size_t i = 0; i < into.bytes_by_path.size(); ++i) into.bytes_by_path[i] += from.bytes_by_path[i];
+  into.shards.insert(into.shards.end(), from.shards.begin(), from.shards.end());
+}
+
+}  // namespace
+
 void WeightIterator::RetireLoader() {
   const LoadStats done = loader_->stats();
   retired_.read_path = done.read_path;
@@ -272,6 +296,7 @@ void WeightIterator::RetireLoader() {
   retired_.bytes_read += done.bytes_read;
   retired_.peak_held_bytes = std::max(retired_.peak_held_bytes, done.peak_held_bytes);
   retired_.fresh_bytes += done.fresh_bytes;
+  AddReadBytes(retired_, done);
   retired_.warnings.insert(retired_.warnings.end(), done.warnings.begin(), done.warnings.end());
   SetLoaderLocked(std::nullopt);  // ~Loader cancels outstanding reads and joins the readers
 }
@@ -291,6 +316,7 @@ LoadStats WeightIterator::MergedStatsLocked() const {
     merged.bytes_read += live.bytes_read;
     merged.peak_held_bytes = std::max(merged.peak_held_bytes, live.peak_held_bytes);
     merged.fresh_bytes += live.fresh_bytes;
+    AddReadBytes(merged, live);
     merged.warnings.insert(merged.warnings.end(), live.warnings.begin(), live.warnings.end());
   }
   return merged;
@@ -331,7 +357,9 @@ In a process forked from the one that made it, next() raises stload.Error.)doc")
       .def_property_readonly("stats", &WeightIterator::Stats, R"doc(
 What the loading did so far: {"read_path": "pread"|"mmap"|"direct", "io_uring": bool,
 "threads": reader threads started (most for one file), "bytes_read": int, "peak_held_bytes": int,
-"fresh_bytes": int, "warnings": [str], "checkpoints": how many checkpoints are loaded (1; 0
+"fresh_bytes": int, "file_bytes_by_read_path": {"pread": int, "mmap": int, "direct": int} (file
+bytes read each way; O_DIRECT counts its aligned edges), "shards": [{"file": str, "read_path":
+str, "file_bytes": int}] (every checkpoint's shards), "warnings": [str], "checkpoints": how many checkpoints are loaded (1; 0
 for an empty list of files, which yields nothing)}.)doc");
   m.def(
       "open_model",

@@ -55,6 +55,13 @@ def test_get_weight_iterator_accepts_a_load_config(llama):
     assert it.stats["read_path"] == "mmap"
     assert it.stats["threads"] == 2
     assert it.stats["bytes_read"] == stload.inspect(llama)["total_bytes"]
+    # Whole tensors through the mapping: the file bytes are the tensor bytes, shard by shard.
+    by_path = it.stats["file_bytes_by_read_path"]
+    assert by_path == {"pread": 0, "mmap": it.stats["bytes_read"], "direct": 0}
+    shards = it.stats["shards"]
+    assert [s["file"] for s in shards] == sorted(s["file"] for s in shards)
+    assert all(s["read_path"] == "mmap" for s in shards)
+    assert sum(s["file_bytes"] for s in shards) == it.stats["bytes_read"]
 
 
 def test_default_config_reads_with_one_thread(llama):
