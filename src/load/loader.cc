@@ -126,6 +126,7 @@ struct Shared : load::Sink, std::enable_shared_from_this<Shared> {
   // and no more, so memory that must be faulted in fresh stays small when memory_limit is large.
   uint64_t readahead_bytes = 0;
   uint64_t bytes_ready = 0;
+  uint64_t admitted = 0;              // blocks Reserve gave memory to
   // The consumer waits for the next block while keeping earlier weights (see Admit).
   bool consumer_waiting = false;
 
@@ -166,6 +167,7 @@ struct Shared : load::Sink, std::enable_shared_from_this<Shared> {
     in_flight += need;
     peak_held = std::max(peak_held, held);
     b.owner = std::make_shared<BlockOwner>(shared_from_this(), index);
+    ++admitted;
     return std::optional<std::span<std::byte>>(memory);
   }
 
@@ -206,10 +208,10 @@ struct Shared : load::Sink, std::enable_shared_from_this<Shared> {
   bool AdmitForWaitingConsumer() {
     if (in_flight != 0) return false;
     consumer_waiting = true;
-    const uint64_t before = held;
+    const uint64_t before = admitted;  // not `held`: a block of empty tensors holds no bytes
     engine.AdmitLocked();
     consumer_waiting = false;
-    return held != before || !engine.error_locked().ok();
+    return admitted != before || !engine.error_locked().ok();
   }
 };
 

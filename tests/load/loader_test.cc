@@ -36,6 +36,7 @@
 #include "support/load_runner.h"
 #include "support/read_paths.h"
 #include "support/test_files.h"
+#include "support/watchdog.h"
 #include "synth/synthetic_checkpoint.h"
 
 namespace stload {
@@ -1132,6 +1133,44 @@ TEST(Loader, ProgressIsMonotonicAndEndsAtTotal) {
       }
       EXPECT_EQ(calls.back().first, tc.ckpt->total_bytes());
     }
+  }
+}
+
+}  // namespace
+}  // namespace stload
+
+namespace stload {
+namespace {
+
+// The last block holds only empty tensors and waits for memory the consumer holds: admitting it
+// for the waiting consumer holds no bytes, and the consumer must still see it delivered (found by
+// fuzz_load_memory: Next() waited for ever). memory_limit is below the first tensor, which the
+// consumer keeps.
+TEST(Loader, EmptyBlockAdmittedForAConsumerThatKeepsWeightsIsDelivered) {
+  test::Watchdog watchdog("EmptyBlockAdmittedForAWaitingConsumer");
+  test::TempDir dir;
+  const std::string file = dir.File("model.safetensors");
+  WriteSafetensors(file, {{"a", DType::kU8, {5000}}, {"e", DType::kU8, {0}}, {"f", DType::kF16, {0, 3}}},
+                   3);
+  Result<Checkpoint> ckpt = Checkpoint::Open(file);
+  ASSERT_TRUE(ckpt.ok()) << ckpt.status().ToString();
+  for (LoadOrder order : {LoadOrder::kFile, LoadOrder::kAny}) {
+    SCOPED_TRACE(LoadOrderName(order));
+    LoadConfig config = MakeConfig(Path::kPread, 2, order, 4096);
+    config.memory_limit = 4096;
+    Result<Loader> loader = Loader::Open(*ckpt, config);
+    ASSERT_TRUE(loader.ok()) << loader.status().ToString();
+    std::vector<Weight> kept;
+    while (true) {
+      Result<std::optional<Weight>> next = loader->Next();
+      ASSERT_TRUE(next.ok()) << next.status().ToString();
+      if (!next->has_value()) break;
+      kept.push_back(std::move(**next));
+    }
+    ASSERT_EQ(kept.size(), 3u);
+    EXPECT_EQ(kept[0].name(), "a");
+    EXPECT_TRUE(kept[1].bytes().empty());
+    EXPECT_TRUE(kept[2].bytes().empty());
   }
 }
 
