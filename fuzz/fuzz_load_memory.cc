@@ -1,29 +1,26 @@
 // Fuzz target: fuzz_load's inputs (the same format: see load_input.h), as a checkpoint held in
-// memory (io::MemoryStorage, opened with CheckpointAccess::Open), so no file and no system call
-// is involved: it runs much faster than fuzz_load and tests the parsing, the checkpoint's checks
-// and the read operations over a source without a descriptor (Source::ReadAt). fuzz_load keeps
-// the real system calls.
+// memory (io::MemoryStorage, opened with CheckpointAccess::Open), so no file is involved: it
+// tests the parsing, the checkpoint's checks and the read operations over a source without a
+// descriptor (Source::ReadAt), and loads it like fuzz_load does. fuzz_load keeps the real files.
 //
 // Oracles: Open succeeds exactly when format::ParseHeader accepts the bytes, with the same
 // tensors; every tensor's bytes, read whole with ReadTensorBytes and in chunks through the
 // syscall ReadContext (a batch of buffered ReadOps), equal the input's bytes at its offset; a
-// read past the end is kCorrupt naming the file, with the failing op's index.
-//
-// When the load engine reads sources without a descriptor, the Loader and LoadInto runs of
-// fuzz_load belong here too.
+// read past the end is kCorrupt naming the file, with the failing op's index. Then the Loader
+// and LoadInto runs of fuzz_load (load_checks.h), over the same configurations: asking for mmap
+// or O_DIRECT reads with buffered ReadAt instead, with a warning naming the file.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
-#include <cstring>
 #include <memory>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "checkpoint/checkpoint_access.h"
-#include "format/safetensors_header.h"
 #include "io/memory_source.h"
 #include "io/read_op.h"
+#include "load_checks.h"
 #include "load_input.h"
 #include "reference.h"
 #include "stload/checkpoint.h"
@@ -34,26 +31,11 @@ using stload::Checkpoint;
 using stload::ErrorCode;
 using stload::Result;
 using stload::TensorInfo;
+using stload::fuzz::CheckBytes;
 using stload::fuzz::Choices;
 using stload::fuzz::MakeFile;
 
 constexpr const char* kName = "model.safetensors";
-
-struct Counts {
-  size_t inputs = 0;
-  size_t loaded = 0;
-  size_t tensors = 0;
-  ~Counts() {
-    std::fprintf(stderr,
-                 "fuzz_load_memory: %zu inputs, %zu valid checkpoints loaded (%zu tensors)\n",
-                 inputs, loaded, tensors);
-  }
-};
-
-void CheckBytes(const std::byte* got, uint64_t n, const uint8_t* want, const std::string& what) {
-  if (n == 0) return;
-  FUZZ_CHECK(std::memcmp(got, want, n) == 0, what + ": bytes differ from the file");
-}
 
 // Every tensor read in chunks of `chunk` bytes, `batch` ops per ReadAll.
 void ReadInChunks(const Checkpoint& ckpt, uint64_t chunk, size_t batch, const uint8_t* file) {
@@ -80,8 +62,8 @@ void ReadInChunks(const Checkpoint& ckpt, uint64_t chunk, size_t batch, const ui
   }
   flush();
   for (const TensorInfo& t : ckpt.tensors()) {
-    CheckBytes(out.data() + t.file_offset, t.size_bytes(), file + t.file_offset,
-               "chunked read of " + t.name);
+    CheckBytes(std::span<const std::byte>(out.data() + t.file_offset, t.size_bytes()), t, file,
+               "chunked read");
   }
   // Past the end: the second op fails.
   const uint64_t size = source.size_bytes();
@@ -98,7 +80,7 @@ void ReadInChunks(const Checkpoint& ckpt, uint64_t chunk, size_t batch, const ui
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* input, size_t input_size) {
-  static Counts counts;
+  static stload::fuzz::LoadCounts counts("fuzz_load_memory");
   ++counts.inputs;
   const std::vector<uint8_t> bytes = MakeFile(input, input_size);
   const uint8_t* data = bytes.data();
@@ -107,26 +89,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* input, size_t input_size) {
   storage.Add(kName, std::vector<std::byte>(reinterpret_cast<const std::byte*>(data),
                                             reinterpret_cast<const std::byte*>(data) + size));
   Result<Checkpoint> ckpt = stload::CheckpointAccess::Open(storage, "memory");
-  Result<stload::format::Header> header = stload::format::ParseHeader(
-      std::span(reinterpret_cast<const std::byte*>(data), size), size);
-  if (!ckpt.ok()) {
-    FUZZ_CHECK(!header.ok(), "Open fails on a file ParseHeader accepts: " +
-                                 ckpt.status().ToString());
-    FUZZ_CHECK(ckpt.status().code() == ErrorCode::kCorrupt, ckpt.status().ToString());
-    FUZZ_CHECK(ckpt.status().context().path == kName, "error path: " + ckpt.status().ToString());
-    return 0;
-  }
-  FUZZ_CHECK(header.ok(), "Open accepts a file ParseHeader rejects: " + header.status().ToString());
+  if (!stload::fuzz::CheckOpen(ckpt, data, size, kName)) return 0;
   std::span<const TensorInfo> tensors = ckpt->tensors();
-  FUZZ_CHECK(tensors.size() == header->tensors.size(), "tensor count");
-  for (size_t i = 0; i < tensors.size(); ++i) {
-    FUZZ_CHECK(tensors[i].name == header->tensors[i].name &&
-                   tensors[i].file_offset == header->tensors[i].file_offset &&
-                   tensors[i].size_bytes() == header->tensors[i].size_bytes() &&
-                   tensors[i].shard == 0,
-               "tensor " + std::to_string(i) + " differs from the header");
-  }
-  FUZZ_CHECK(ckpt->shards().size() == 1 && ckpt->shards()[0].size_bytes == size, "shard");
   ++counts.loaded;
   counts.tensors += tensors.size();
 
@@ -134,11 +98,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* input, size_t input_size) {
     std::vector<std::byte> got(tensors[i].size_bytes());
     stload::Status status = ckpt->ReadTensorBytes(i, 0, got);
     FUZZ_CHECK(status.ok(), "ReadTensorBytes: " + status.ToString());
-    CheckBytes(got.data(), got.size(), data + tensors[i].file_offset, "ReadTensorBytes");
+    CheckBytes(got, tensors[i], data, "ReadTensorBytes");
   }
   Choices choices(input, input_size);
   static constexpr uint64_t kChunks[] = {1, 7, 4096, 1 << 20};
   static constexpr size_t kBatches[] = {1, 3, 64};
-  ReadInChunks(*ckpt, kChunks[choices.Pick(4)], kBatches[choices.Pick(3)], data);
+  const uint64_t chunk = kChunks[choices.Pick(4)];
+  const size_t batch = kBatches[choices.Pick(3)];
+  ReadInChunks(*ckpt, chunk, batch, data);
+  static const stload::fuzz::Backing backing{.in_memory = true, .file_name = kName};
+  stload::fuzz::RunLoads(*ckpt, choices, data, backing);
   return 0;
 }
