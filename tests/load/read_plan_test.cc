@@ -32,7 +32,6 @@ constexpr uint64_t kMiB = 1024 * kKiB;
 TensorSpec U8(std::string name, std::vector<uint64_t> shape) {
   return {std::move(name), DType::kU8, std::move(shape)};
 }
-TensorSpec U8(std::string name, uint64_t size) { return U8(std::move(name), std::vector<uint64_t>{size}); }
 
 // Writes a shard holding `tensors` back to back, in the given order, with patterned data.
 void WriteShard(const std::string& path, const std::vector<TensorSpec>& tensors) {
@@ -837,7 +836,7 @@ TEST(DeliveryOrder, IndexFollowsTheWeightMap) {
 
 TEST(DeliveryOrder, IndexWithoutAnIndexIsFileOrder) {
   test::TempDir dir;
-  WriteShard(dir.File("model.safetensors"), {U8("z", 8), U8("b.10", 8), U8("b.9", 8)});
+  WriteShard(dir.File("model.safetensors"), {U8("z", {8}), U8("b.10", {8}), U8("b.9", {8})});
   const Checkpoint ckpt = OpenOrDie(dir.File("model.safetensors"));
   EXPECT_EQ(Names(ckpt, DeliveryOrder(ckpt, LoadOrder::kIndex)),
             (std::vector<std::string>{"z", "b.10", "b.9"}));
@@ -846,8 +845,8 @@ TEST(DeliveryOrder, IndexWithoutAnIndexIsFileOrder) {
 TEST(DeliveryOrder, FileAndAnyAreShardThenOffsetOrder) {
   test::TempDir dir;
   // Shards written out of name order, tensors named against their offsets.
-  WriteShard(dir.File("b.safetensors"), {U8("b.2", 8), U8("a.1", 16), U8("a.0", 4)});
-  WriteShard(dir.File("a.safetensors"), {U8("z.10", 8), U8("z.9", 8)});
+  WriteShard(dir.File("b.safetensors"), {U8("b.2", {8}), U8("a.1", {16}), U8("a.0", {4})});
+  WriteShard(dir.File("a.safetensors"), {U8("z.10", {8}), U8("z.9", {8})});
   const Checkpoint ckpt = OpenOrDie(dir.path());
   const std::vector<std::string> expected = {"z.10", "z.9", "b.2", "a.1", "a.0"};
   EXPECT_EQ(Names(ckpt, DeliveryOrder(ckpt, LoadOrder::kFile)), expected);
@@ -856,9 +855,9 @@ TEST(DeliveryOrder, FileAndAnyAreShardThenOffsetOrder) {
 
 TEST(DeliveryOrder, NaturalSortsNamesNaturally) {
   test::TempDir dir;
-  WriteShard(dir.File("b.safetensors"), {U8("layers.10.w", 8), U8("layers.2.w", 8)});
+  WriteShard(dir.File("b.safetensors"), {U8("layers.10.w", {8}), U8("layers.2.w", {8})});
   WriteShard(dir.File("a.safetensors"),
-             {U8("layers.1.w", 8), U8("lm_head", 8), U8("layers.1.b", 8), U8("embed", 8)});
+             {U8("layers.1.w", {8}), U8("lm_head", {8}), U8("layers.1.b", {8}), U8("embed", {8})});
   const Checkpoint ckpt = OpenOrDie(dir.path());
   EXPECT_EQ(Names(ckpt, DeliveryOrder(ckpt, LoadOrder::kNatural)),
             (std::vector<std::string>{"embed", "layers.1.b", "layers.1.w", "layers.2.w",
