@@ -190,7 +190,7 @@ struct LoadReport {
 // within tensors. With pread (the default here) and io_uring the file bytes go directly into
 // `bytes`, no intermediate copy, where a destination is a whole tensor (or a contiguous slice);
 // mmap copies from the populated mapping; O_DIRECT and strided slices read through a small staging
-// arena (two chunks per reader thread) and are copied into place. memory_limit and order do not
+// arena (one chunk per reader thread) and are copied into place. memory_limit and order do not
 // apply. Blocks until done, failed or cancelled.
 LoadReport LoadInto(const Checkpoint& checkpoint, std::span<const Destination> destinations,
                     const LoadIntoOptions& options = {});
