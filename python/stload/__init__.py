@@ -42,11 +42,12 @@ from ._errors import (
     IoError,
     NotFoundError,
     ResourceExhaustedError,
+    UnsupportedError,
 )
 
 # The classes are defined by the extension module; they belong to the package's public API.
 for _cls in (LoadConfig, Tensor, WeightIterator, CorruptFileError, Error, InvalidArgumentError,
-             IoError, NotFoundError, ResourceExhaustedError):
+             IoError, NotFoundError, ResourceExhaustedError, UnsupportedError):
     _cls.__module__ = __name__
 del _cls
 
@@ -62,6 +63,7 @@ __all__ = [
     "NotFoundError",
     "ResourceExhaustedError",
     "Tensor",
+    "UnsupportedError",
     "WeightIterator",
     "__version__",
     "default_framework",

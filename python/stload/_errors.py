@@ -91,12 +91,22 @@ class ResourceExhaustedError(Error, MemoryError):
     """Out of memory, threads or another system limit."""
 
 
+class UnsupportedError(Error, ValueError):
+    """The system or stload cannot do what was asked: an option stload does not offer (vLLM's
+    ``"torchao"`` load strategy), a memory kind it cannot load into."""
+
+    def __init__(self, message: str, **kwargs) -> None:
+        kwargs.setdefault("code", "unsupported")
+        super().__init__(message, **kwargs)
+
+
 _BY_CODE = {
     "not found": NotFoundError,
     "io error": IoError,
     "corrupt": CorruptFileError,
     "invalid argument": InvalidArgumentError,
     "resource exhausted": ResourceExhaustedError,
+    "unsupported": UnsupportedError,
 }
 
 

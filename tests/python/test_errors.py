@@ -292,6 +292,7 @@ def test_more_dimensions_than_numpy_has_is_an_error_naming_the_tensor(tmp_path):
         next(it)
     e = caught.value
     assert (e.code, e.tensor, e.path) == ("unsupported", "deep", path)
+    assert type(e) is stload.UnsupportedError and isinstance(e, ValueError)
     assert str(e).startswith("deep.safetensors: tensor 'deep': numpy cannot hold this weight")
     with pytest.raises(StopIteration):
         next(it)

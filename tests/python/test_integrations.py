@@ -164,9 +164,10 @@ def test_single_thread_iterators_go_file_by_file_in_data_order(torch, llama):
         assert [name for name, _ in it] == expected
 
 
-def test_vllm_torchao_strategy_is_not_implemented(llama):
-    with pytest.raises(NotImplementedError, match="torchao"):
+def test_vllm_torchao_strategy_is_unsupported(llama):
+    with pytest.raises(stload.UnsupportedError, match="torchao") as raised:
         vllm.safetensors_weights_iterator(shard_files(llama), True, "torchao")
+    assert isinstance(raised.value, ValueError) and raised.value.code == "unsupported"
 
 
 def test_vllm_local_expert_ids_skip_other_experts(torch, tmp_path):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from .._errors import UnsupportedError
 from . import _common
 
 __all__ = ["multi_thread_safetensors_weights_iterator", "safetensors_weights_iterator"]
@@ -34,14 +35,15 @@ def safetensors_weights_iterator(hf_weights_files: list[str], use_tqdm_on_load: 
         safetensors_load_strategy: ``"lazy"`` (vLLM's default: ``safe_open``, mmap) and
             ``"prefetch"`` read through mmap (stload populates the pages before yielding);
             ``"eager"`` (vLLM reads each whole file into memory) reads with pread into stload's
-            buffers. ``"torchao"`` (torchao tensor subclasses) is a NotImplementedError. Any
+            buffers. ``"torchao"`` (torchao tensor subclasses) is not offered: it raises
+            ``stload.UnsupportedError`` (a ValueError) naming vLLM's own iterator. Any
             other string is ``"lazy"``, as in vLLM.
         local_expert_ids: None, or the expert ids this rank holds: weights named
             ``...experts.<id>...`` of other experts are skipped (still read, not yielded).
     """
     if safetensors_load_strategy == "torchao":
-        raise NotImplementedError('stload: safetensors_load_strategy="torchao" (torchao tensor '
-                                  "subclasses) is not supported; use vLLM's own iterator")
+        raise UnsupportedError('stload: safetensors_load_strategy="torchao" (torchao tensor '
+                               "subclasses) is not supported; use vLLM's own iterator")
     weights = _common.open_files(hf_weights_files, "pt", threads=1,
                                  disable_mmap=safetensors_load_strategy == "eager", order="file")
     if local_expert_ids is not None:
