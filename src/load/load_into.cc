@@ -55,17 +55,15 @@ class DestinationSink final : public load::Sink {
 
   Status Deliver(uint32_t block, std::span<std::byte> memory) override {
     const load::PlannedBlock& pb = plan_.blocks[block];
-    if (!InPlace(pb)) {
-      for (const load::Placement& p : pb.placements) {
-        std::byte* dst = destinations_[p.request].bytes.data() + p.dst_offset;
-        for (uint64_t k = 0; k < p.from.count; ++k) {
-          std::memcpy(dst + k * p.from.run_bytes, memory.data() + p.from.offset + k * p.from.stride_bytes,
-                      p.from.run_bytes);
-        }
+    if (InPlace(pb)) return OkStatus();  // read straight into the destination
+    for (const load::Placement& p : pb.placements) {
+      std::byte* dst = destinations_[p.request].bytes.data() + p.dst_offset;
+      for (uint64_t k = 0; k < p.from.count; ++k) {
+        std::memcpy(dst + k * p.from.run_bytes, memory.data() + p.from.offset + k * p.from.stride_bytes,
+                    p.from.run_bytes);
       }
     }
-    if (!staging_[block].data && !InPlace(pb) &&
-        policy_.method(pb.shard) == io::ReadMethod::kMmapPopulate) {
+    if (!staging_[block].data && policy_.method(pb.shard) == io::ReadMethod::kMmapPopulate) {
       // Gathered from the mapping: the copies are what the caller keeps.
       policy_.file(pb.shard).map.Drop(pb.pieces.front().file_begin, pb.staging_bytes);
     }

@@ -125,7 +125,6 @@ struct Shared : load::Sink, std::enable_shared_from_this<Shared> {
   // How far reading runs ahead of the consumer: enough queued chunks to keep every reader busy,
   // and no more, so memory that must be faulted in fresh stays small when memory_limit is large.
   uint64_t readahead_bytes = 0;
-  uint64_t bytes_ready = 0;
   uint64_t admitted = 0;              // blocks Reserve gave memory to
   // The consumer waits for the next block while keeping earlier weights (see Admit).
   bool consumer_waiting = false;
@@ -178,7 +177,6 @@ struct Shared : load::Sink, std::enable_shared_from_this<Shared> {
 
   void Completed(uint32_t index) override {
     blocks[index].ready = true;
-    for (const load::Placement& p : plan.blocks[index].placements) bytes_ready += p.from.bytes();
     if (config.order == LoadOrder::kAny) ready_blocks.push_back(index);
     ready_cv.notify_all();
   }
@@ -251,12 +249,7 @@ struct Loader::Impl {
     auto now = std::chrono::steady_clock::now();
     if (!force && now - last_progress < std::chrono::milliseconds(100)) return;
     last_progress = now;
-    uint64_t done;
-    {
-      std::lock_guard lock(shared->mu);
-      done = shared->bytes_ready;
-    }
-    progress(done, shared->plan.total_bytes);
+    progress(shared->engine.bytes_delivered(), shared->plan.total_bytes);
   }
 
   // The consumer needs a block that is not ready: admit it if it waits for memory the consumer
@@ -394,7 +387,7 @@ LoadStats Loader::stats() const {
   if (InForkedChild(impl_->shared->owner_pid)) return stats;
   Shared& s = *impl_->shared;
   std::lock_guard lock(s.mu);
-  stats.bytes_read = s.bytes_ready;
+  stats.bytes_read = s.engine.bytes_delivered();
   stats.peak_held_bytes = s.peak_held;
   stats.fresh_bytes = s.pool.fresh_bytes();
   load::FillReadStats(s.checkpoint, s.engine, *s.policy, stats);
