@@ -50,6 +50,11 @@ struct LoadConfig {
   // this is still delivered, alone. >= 1.
   uint64_t memory_limit = 1ull << 30;
   LoadOrder order = LoadOrder::kNatural;
+  // Loader: a weight of at most this many bytes, read together with others, is handed out in
+  // memory of its own (a copy), so that keeping it (a scale, a norm, a bias) does not keep the
+  // larger buffer it was read into alive. 0: never copy (every weight views its block). Not an
+  // extra-config key.
+  uint64_t own_copy_max_bytes = 64ull << 10;
 
   // Threads that read: num_threads when enable_multithread_load, else 1.
   int reader_threads() const { return enable_multithread_load ? num_threads : 1; }

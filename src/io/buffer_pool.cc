@@ -126,12 +126,13 @@ Buffer BufferPool::AcquireDedicated(uint64_t size) {
   return {p, need, true};
 }
 
-void BufferPool::Release(Buffer buffer) {
+void BufferPool::Release(Buffer buffer, bool trim) {
   if (!buffer.data) return;
   if (buffer.dedicated) {
     ::munmap(buffer.data, buffer.capacity);
     return;
   }
+  if (trim) ::madvise(buffer.data, buffer.capacity, MADV_DONTNEED);  // granule-aligned
   std::lock_guard lock(mu_);
   uint64_t offset = static_cast<uint64_t>(buffer.data - arena_);
   uint64_t length = buffer.capacity;
@@ -149,6 +150,11 @@ void BufferPool::Release(Buffer buffer) {
     }
   }
   free_.emplace(offset, length);
+}
+
+void BufferPool::TrimFree() {
+  std::lock_guard lock(mu_);
+  for (const auto& [offset, length] : free_) ::madvise(arena_ + offset, length, MADV_DONTNEED);
 }
 
 uint64_t BufferPool::fresh_bytes() const {

@@ -26,7 +26,13 @@ Result<MappedFile> MappedFile::Map(int fd, uint64_t size) {
   MappedFile file;
   file.fd_ = fd;
   if (size == 0) return file;
-  void* p = Sys().Mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
+  // Private and writable: a write into a weight (an in-place op on a torch tensor viewing it)
+  // copies the page for this process and never reaches the file, instead of killing the process
+  // with SIGSEGV. MAP_NORESERVE: under the default overcommit heuristic the mapping is not
+  // charged as if every page could be copied; where the kernel still refuses it (strict
+  // overcommit, vm.overcommit_memory=2), the file is mapped read-only as before.
+  void* p = Sys().Mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd, 0);
+  if (p == MAP_FAILED && errno == ENOMEM) p = Sys().Mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
   if (p == MAP_FAILED) {
     // ENOMEM: no address space (RLIMIT_AS, vm.max_map_count) for the mapping: out of memory, as
     // SECURITY.md promises, not an I/O failure.

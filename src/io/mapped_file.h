@@ -1,4 +1,6 @@
-// A whole file mapped read-only, with the means to make ranges resident and to drop them again.
+// A whole file mapped copy-on-write (private: writes into it never reach the file; read-only where
+// the kernel refuses a private mapping), with the means to make ranges resident and to drop them
+// again.
 //
 // SIGBUS: touching a page of a file mapping that lies wholly past the file's end (the file was
 // truncated after it was mapped) raises SIGBUS, and so does a disk error under the page. stload
@@ -18,7 +20,8 @@ namespace stload::io {
 class MappedFile {
  public:
   MappedFile() = default;
-  // Maps `size` bytes of `fd` (PROT_READ, MAP_SHARED). `fd` is borrowed: it must stay open while
+  // Maps `size` bytes of `fd` (PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE; PROT_READ,
+  // MAP_SHARED where that is refused for want of memory). `fd` is borrowed: it must stay open while
   // the mapping is used (Populate checks the file's size through it). Errors carry errno, not the
   // path.
   static Result<MappedFile> Map(int fd, uint64_t size);

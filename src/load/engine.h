@@ -58,6 +58,9 @@ class Engine {
   // about every `tick_interval` meanwhile. Returns the first error.
   Status Wait(const std::function<void()>& tick, std::chrono::milliseconds tick_interval);
 
+  // The bytes block `block` delivers (its placements'; staging may add O_DIRECT's edges).
+  uint64_t payload(uint32_t block) const { return payload_[block]; }
+
   // The first error, or OK. Caller holds mutex().
   const Status& error_locked() const { return error_; }
   // Fails the load with `status` unless it already failed. Caller holds mutex().

@@ -93,7 +93,8 @@ class ReadOnly : public testing::Test {
 };
 
 // Every open is O_RDONLY (never O_WRONLY, O_RDWR, O_CREAT, O_TRUNC or O_APPEND) and every file
-// mapping is PROT_READ, over every read path and both APIs; the checkpoint is unchanged after.
+// mapping is PROT_READ or private (copy-on-write: a write into a weight never reaches the file),
+// over every read path and both APIs; the checkpoint is unchanged after.
 TEST_F(ReadOnly, EveryModeOpensAndMapsReadOnlyAndChangesNothing) {
   const std::map<std::string, FileState> before = Snapshot(dir_);
   test::FaultySyscalls recorder(dir_ + "/" + kS1);  // no faults: it only records
@@ -122,8 +123,14 @@ TEST_F(ReadOnly, EveryModeOpensAndMapsReadOnlyAndChangesNothing) {
     EXPECT_EQ(flags & (O_CREAT | O_TRUNC | O_APPEND), 0) << "flags " << std::hex << flags;
   }
   const std::vector<int> prots = recorder.MmapProts();
+  const std::vector<int> flags = recorder.MmapFlags();
   ASSERT_FALSE(prots.empty());
-  for (int prot : prots) EXPECT_EQ(prot, PROT_READ);
+  ASSERT_EQ(prots.size(), flags.size());
+  for (size_t i = 0; i < prots.size(); ++i) {
+    EXPECT_TRUE(prots[i] == PROT_READ || (flags[i] & MAP_PRIVATE) != 0)
+        << "prot " << prots[i] << " flags " << std::hex << flags[i];
+    EXPECT_EQ(flags[i] & MAP_SHARED, (flags[i] & MAP_PRIVATE) ? 0 : MAP_SHARED);
+  }
   EXPECT_TRUE(Snapshot(dir_) == before) << "the checkpoint changed";
 }
 

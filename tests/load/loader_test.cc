@@ -469,8 +469,24 @@ TEST_P(LoaderMatrix, DeliversEveryTensorOnceWithFileBytesInOrder) {
   } else {
     EXPECT_EQ(delivered, ExpectedOrder(tc, order));
   }
-  // Tensors read together share one owner: one per planned block.
-  EXPECT_EQ(owners.size(), LoaderPlan(ckpt, order, tc.chunk_bytes).blocks.size());
+  // Tensors read together share one owner, one per planned block, except the small ones read
+  // with others, which are copies with owners of their own (LoadConfig::own_copy_max_bytes).
+  const load::ReadPlan plan = LoaderPlan(ckpt, order, tc.chunk_bytes);
+  const uint64_t copy_max = LoadConfig{}.own_copy_max_bytes;
+  size_t expected_owners = 0;
+  for (const load::PlannedBlock& b : plan.blocks) {
+    uint64_t block_bytes = 0;
+    for (uint32_t pos = b.first; pos < b.first + b.count; ++pos) {
+      block_bytes += ckpt.tensors()[plan.requests[pos].tensor].size_bytes();
+    }
+    uint32_t copies = 0;
+    for (uint32_t pos = b.first; pos < b.first + b.count; ++pos) {
+      const uint64_t size = ckpt.tensors()[plan.requests[pos].tensor].size_bytes();
+      if (size <= copy_max && block_bytes > size) ++copies;
+    }
+    expected_owners += copies + (copies < b.count ? 1 : 0);
+  }
+  EXPECT_EQ(owners.size(), expected_owners);
 
   // The end repeats.
   for (int i = 0; i < 2; ++i) {
@@ -528,8 +544,9 @@ TEST(Loader, ManySmallTensorsAreReadInFewBlocks) {
     SCOPED_TRACE(PathName(path));
     // 1250 contiguous 512-byte tensors per shard: one block, one chunk each; 64 threads asked,
     // four started.
-    Result<Loader> loader =
-        Loader::Open(*tc.ckpt, MakeConfig(path, 64, LoadOrder::kNatural, tc.chunk_bytes));
+    LoadConfig config = MakeConfig(path, 64, LoadOrder::kNatural, tc.chunk_bytes);
+    config.own_copy_max_bytes = 0;  // the weights view their block (else each is a copy)
+    Result<Loader> loader = Loader::Open(*tc.ckpt, config);
     ASSERT_TRUE(loader.ok()) << loader.status().ToString();
     if (IsDirect(path) && loader->stats().read_path != ReadPath::kDirect) continue;
     EXPECT_EQ(loader->stats().threads, 4);
@@ -711,6 +728,7 @@ TEST_P(LoaderKeepsEverything, CompletesWithIntactBytes) {
   Watchdog watchdog("memory limit, keeping consumer");
   LoadConfig config = MakeConfig(path, 8, order, tc.chunk_bytes);
   config.memory_limit = limit;
+  config.own_copy_max_bytes = 0;  // every weight holds its block, so all is held at the end
   Result<Loader> loader = Loader::Open(ckpt, config);
   ASSERT_TRUE(loader.ok()) << loader.status().ToString();
   SKIP_IF_DIRECT_REFUSED(path, loader->stats());
@@ -1172,6 +1190,65 @@ TEST(Loader, EmptyBlockAdmittedForAConsumerThatKeepsWeightsIsDelivered) {
     EXPECT_TRUE(kept[1].bytes().empty());
     EXPECT_TRUE(kept[2].bytes().empty());
   }
+}
+
+// A small weight is handed out in memory of its own (so that keeping it does not keep its block
+// and the arena alive); a large one views the block. Same bytes either way, on every read path.
+TEST(Loader, SmallWeightsAreCopiedOutOfTheirBlock) {
+  test::TempDir dir;
+  const std::string file = dir.File("model.safetensors");
+  WriteSafetensors(file, {{"big", DType::kU8, {1 << 20}}, {"scale", DType::kF32, {16}},
+                          {"big2", DType::kU8, {200000}}}, 5);
+  Result<Checkpoint> ckpt = Checkpoint::Open(file);
+  ASSERT_TRUE(ckpt.ok()) << ckpt.status().ToString();
+  const test::TensorBytes reference = test::ReadReference(*ckpt);
+  for (Path path : kAllPaths) {
+    SCOPED_TRACE(PathName(path));
+    std::map<std::string, Weight> kept;
+    {
+      Result<Loader> loader = Loader::Open(*ckpt, MakeConfig(path, 2, LoadOrder::kFile, 4 << 20));
+      ASSERT_TRUE(loader.ok()) << loader.status().ToString();
+      while (true) {
+        Result<std::optional<Weight>> next = loader->Next();
+        ASSERT_TRUE(next.ok()) << next.status().ToString();
+        if (!next->has_value()) break;
+        kept.emplace((*next)->name(), std::move(**next));
+      }
+    }  // the weights outlive the loader (its arena's free pages are given back)
+    ASSERT_EQ(kept.size(), 3u);
+    for (const auto& [name, w] : kept) {
+      const auto& want = reference.at(name);
+      ASSERT_TRUE(std::equal(w.bytes().begin(), w.bytes().end(), want.begin(), want.end())) << name;
+    }
+    // All three share one block (one read group); the scale alone has an owner of its own.
+    EXPECT_EQ(kept.at("big").keep_alive(), kept.at("big2").keep_alive());
+    EXPECT_NE(kept.at("scale").keep_alive(), kept.at("big").keep_alive());
+  }
+}
+
+// Writing into a weight never reaches the file and never faults: the mapping is copy-on-write.
+TEST(Loader, WritingIntoAMappedWeightLeavesTheFileAlone) {
+  test::TempDir dir;
+  const std::string file = dir.File("model.safetensors");
+  WriteSafetensors(file, {{"w", DType::kU8, {300000}}}, 6);
+  Result<Checkpoint> ckpt = Checkpoint::Open(file);
+  ASSERT_TRUE(ckpt.ok()) << ckpt.status().ToString();
+  const test::TensorBytes reference = test::ReadReference(*ckpt);
+  for (Path path : kAllPaths) {
+    SCOPED_TRACE(PathName(path));
+    Result<Loader> loader = Loader::Open(*ckpt, MakeConfig(path, 1, LoadOrder::kFile, 1 << 20));
+    ASSERT_TRUE(loader.ok()) << loader.status().ToString();
+    Result<std::optional<Weight>> next = loader->Next();
+    ASSERT_TRUE(next.ok() && next->has_value());
+    // Weights are const for consumers; an engine's in-place op writes through a view anyway.
+    auto* bytes = const_cast<std::byte*>((*next)->bytes().data());
+    std::memset(bytes, 0x5A, (*next)->bytes().size());
+    EXPECT_EQ(bytes[12345], std::byte{0x5A});
+  }
+  // The file still holds what it held.
+  Result<Checkpoint> again = Checkpoint::Open(file);
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(test::ReadReference(*again) == reference);
 }
 
 }  // namespace

@@ -247,8 +247,9 @@ def mapped(path: str) -> bool:
 def test_unconsumed_capsules_free_themselves(tmp_path, versioned):
     # Read through mmap, a weight's memory is the file's mapping: it stays mapped exactly as long
     # as something holds the weight's memory.
-    path = write_safetensors(tmp_path / "capsules.safetensors",
-                             {"bf16": TENSORS["bf16"], "bf16_2": TENSORS["bf16"]})
+    # Over 64 KiB each: smaller weights read with others are copies that do not hold the mapping.
+    big = ("BF16", [40000], bytes(80000))
+    path = write_safetensors(tmp_path / "capsules.safetensors", {"bf16": big, "bf16_2": big})
     weights = stload.load_file(path, {"disable_mmap": False})
     capsules = [w.__dlpack__(max_version=(1, 0) if versioned else None)
                 for w in weights.values() for _ in range(2)]

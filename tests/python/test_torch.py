@@ -152,3 +152,27 @@ assert not caught, [str(w.message) for w in caught]
 def test_to_torch_of_something_else_is_a_type_error():
     with pytest.raises(TypeError, match="to_torch"):
         stload.to_torch([1.0, 2.0])
+
+
+@pytest.mark.parametrize("disable_mmap", [False, True], ids=["mmap", "pread"])
+def test_in_place_ops_on_weights_never_crash_nor_touch_the_file(cli, llama, disable_mmap):
+    # An engine's in-place op on a yielded weight (w.mul_(scale)): read through mmap it used to
+    # kill the process with SIGSEGV. The mapping is copy-on-write now; the file stays unchanged.
+    from helpers import cli_hashes
+
+    before = cli_hashes(cli, llama)
+    script = f"""
+import stload, torch
+changed = 0
+for name, w in stload.get_weight_iterator({str(llama)!r}, {{"enable_multithread_load": True,
+        "num_threads": 2, "disable_mmap": {disable_mmap}}}, framework="pt"):
+    if w.is_floating_point() and w.numel():
+        w.add_(1)
+        changed += 1
+print(changed)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, (done.returncode, done.stderr)
+    assert int(done.stdout) > 0
+    assert cli_hashes(cli, llama) == before

@@ -29,6 +29,11 @@ std::vector<int> FaultySyscalls::MmapProts() const {
   return mmap_prots_;
 }
 
+std::vector<int> FaultySyscalls::MmapFlags() const {
+  std::lock_guard lock(mu_);
+  return mmap_flags_;
+}
+
 bool FaultySyscalls::IsTarget(int fd) const {
   struct stat st {};
   // The real fstat, not this->Fstat: matching must not be subject to the faults.
@@ -130,6 +135,7 @@ void* FaultySyscalls::Mmap(void* addr, size_t length, int prot, int flags, int f
   {
     std::lock_guard lock(mu_);
     mmap_prots_.push_back(prot);
+    mmap_flags_.push_back(flags);
   }
   const bool target = IsTarget(fd);
   if (target && mmap_errno != 0) {

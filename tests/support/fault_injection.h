@@ -86,9 +86,10 @@ class FaultySyscalls : public io::Syscalls {
   std::atomic<int> uring_results{0};  // io_uring completions of the file's reads
   std::atomic<int> proc_opens_failed{0};
 
-  // Every open's flags and every file mapping's protection, of any file.
+  // Every open's flags and every file mapping's protection and flags, of any file.
   std::vector<int> OpenFlags() const;
   std::vector<int> MmapProts() const;
+  std::vector<int> MmapFlags() const;
 
   int Open(const char* path, int flags) override;
   int Fstat(int fd, struct stat* st) override;
@@ -118,6 +119,7 @@ class FaultySyscalls : public io::Syscalls {
   mutable std::mutex mu_;
   std::vector<int> open_flags_;
   std::vector<int> mmap_prots_;
+  std::vector<int> mmap_flags_;
   struct Mapping {
     const std::byte* base;
     size_t length;
