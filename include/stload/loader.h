@@ -174,6 +174,8 @@ struct Destination {
 struct LoadIntoOptions {
   LoadConfig config{};
   ProgressFn progress{};  // called on the calling thread
+  // How often `progress` is called while the readers work (and once at the end).
+  std::chrono::milliseconds progress_interval{100};
   // Cancels the load from another thread: LoadInto then returns kCancelled within one chunk per
   // reader thread (with io_uring, one batch of uring_depth chunks).
   std::stop_token stop{};

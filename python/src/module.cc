@@ -3,6 +3,7 @@
 
 #include <string>
 
+#include "checkpoint_binding.h"
 #include "dtype_mapping.h"
 #include "inspect.h"
 #include "load_config_binding.h"
@@ -41,6 +42,7 @@ PYBIND11_MODULE(_stload, m) {
   BindLoadConfig(m);
   BindTensor(m);
   BindWeightIterator(m);
+  BindCheckpoint(m);
   m.def("inspect", &Inspect, py::arg("path"));
   m.def("dtype_table", &DTypeTable);
 }

@@ -29,4 +29,16 @@ void ThrowStatus(const Status& status) {
   throw py::error_already_set();
 }
 
+void EmitWarnings(std::vector<std::string>& warnings) {
+  for (size_t i = 0; i < warnings.size(); ++i) {
+    // DisplayUtf8: a warning can name a file whose name is not UTF-8.
+    if (PyErr_WarnEx(PyExc_RuntimeWarning, DisplayUtf8("stload: " + warnings[i]).c_str(), 1) !=
+        0) {
+      warnings.erase(warnings.begin(), warnings.begin() + static_cast<ptrdiff_t>(i) + 1);
+      throw py::error_already_set();  // warnings turned into errors
+    }
+  }
+  warnings.clear();
+}
+
 }  // namespace stload::python

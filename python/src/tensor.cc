@@ -205,9 +205,9 @@ F8_E5M2FNUZ, F4, F6_E2M3, F6_E3M2.
 
 It views the memory stload read into (no copy) and keeps it alive. Use it through DLPack
 (``torch.from_dlpack(t)``, zero-copy, with the real element type; not for F4/F6) or as a read-only
-numpy view of the raw bits with ``t.numpy()`` (uint16 for BF16, uint8 otherwise). The bytes are
-read-only: do not write through a framework tensor made from it (weights read through mmap are
-read-only pages).)doc")
+numpy view of the raw bits with ``t.numpy()`` (uint16 for BF16, uint8 otherwise). Writing through
+a framework tensor made from it changes stload's buffer (read through mmap: a private
+copy-on-write page), never the file.)doc")
       .def_property_readonly(
           "dtype", [](const Tensor& t) { return std::string(DTypeName(t.weight().dtype())); },
           "The safetensors dtype name, e.g. 'BF16'.")

@@ -9,6 +9,7 @@
 #include <span>
 #include <utility>
 
+#include "load_stats.h"
 #include "paths.h"
 #include "status_error.h"
 #include "weight_value.h"
@@ -157,6 +158,7 @@ py::tuple WeightIterator::Next() {
     }
     if (!next->has_value()) throw py::stop_iteration();
     Weight weight = std::move(**next);
+    bytes_yielded_ += weight.bytes().size();  // with the GIL: Next() calls are serialized by it
     try {
       return NamedWeight(weight);
     } catch (py::error_already_set& e) {
@@ -192,30 +194,7 @@ py::dict WeightIterator::Stats() {
     std::unique_lock lock = LockForCall();
     if (lock.owns_lock()) stats = MergedStatsLocked();
   }
-  py::dict out;
-  out["read_path"] = std::string(ReadPathName(stats.read_path));
-  out["io_uring"] = stats.io_uring;
-  out["threads"] = stats.threads;
-  out["bytes_read"] = stats.bytes_read;
-  out["peak_held_bytes"] = stats.peak_held_bytes;
-  out["fresh_bytes"] = stats.fresh_bytes;
-  py::dict by_path;  // file bytes read with each method (O_DIRECT with its aligned edges)
-  for (ReadPath path : {ReadPath::kPread, ReadPath::kMmap, ReadPath::kDirect}) {
-    by_path[py::str(std::string(ReadPathName(path)))] = stats.bytes_by_path[static_cast<size_t>(path)];
-  }
-  out["file_bytes_by_read_path"] = by_path;
-  py::list shards;
-  for (const ShardReadStats& shard : stats.shards) {
-    py::dict one;
-    one["file"] = TextToPython(shard.file_name);
-    one["read_path"] = std::string(ReadPathName(shard.read_path));
-    one["file_bytes"] = shard.bytes_read;
-    shards.append(one);
-  }
-  out["shards"] = shards;
-  py::list warnings;  // text for people; a file name in one may not be UTF-8
-  for (const std::string& w : stats.warnings) warnings.append(TextToPython(w));
-  out["warnings"] = warnings;
+  py::dict out = StatsToPython(stats);
   out["checkpoints"] = checkpoints_.size();
   return out;
 }
@@ -322,18 +301,6 @@ LoadStats WeightIterator::MergedStatsLocked() const {
   return merged;
 }
 
-void WeightIterator::EmitWarnings(std::vector<std::string>& warnings) {
-  for (size_t i = 0; i < warnings.size(); ++i) {
-    // DisplayUtf8: a warning can name a file whose name is not UTF-8.
-    if (PyErr_WarnEx(PyExc_RuntimeWarning, DisplayUtf8("stload: " + warnings[i]).c_str(), 1) !=
-        0) {
-      warnings.erase(warnings.begin(), warnings.begin() + static_cast<ptrdiff_t>(i) + 1);
-      throw py::error_already_set();  // warnings turned into errors
-    }
-  }
-  warnings.clear();
-}
-
 void BindWeightIterator(py::module_& m) {
   py::class_<WeightIterator>(m, "WeightIterator", R"doc(
 Iterator of (name, array) pairs over one or more checkpoints (see stload.get_weight_iterator).
@@ -354,6 +321,10 @@ In a process forked from the one that made it, next() raises stload.Error.)doc")
              self.Close();
              return false;
            })
+      .def_property_readonly("bytes_yielded", &WeightIterator::bytes_yielded,
+                             "Bytes of the weights next() has returned so far.")
+      .def_property_readonly("total_bytes", &WeightIterator::total_bytes,
+                             "Bytes of every weight the iterator yields in all.")
       .def_property_readonly("stats", &WeightIterator::Stats, R"doc(
 What the loading did so far: {"read_path": "pread"|"mmap"|"direct", "io_uring": bool,
 "threads": reader threads started (most for one file), "bytes_read": int, "peak_held_bytes": int,

@@ -20,6 +20,7 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -53,6 +54,13 @@ class WeightIterator {
   void Close();
   // Read path, threads, bytes so far and warnings, merged over the checkpoints loaded so far.
   pybind11::dict Stats();
+  // For progress: bytes of the weights returned so far, and of all the weights.
+  uint64_t bytes_yielded() const { return bytes_yielded_; }
+  uint64_t total_bytes() const {
+    uint64_t total = 0;
+    for (const Checkpoint& c : checkpoints_) total += c.total_bytes();
+    return total;
+  }
 
  private:
   WeightIterator(std::vector<Checkpoint> checkpoints, const LoadConfig& config);
@@ -73,11 +81,6 @@ class WeightIterator {
 
   // The path of the file holding `weight`.
   const std::string& PathOf(const Weight& weight) const;
-
-  // Turns `warnings` into Python RuntimeWarnings, in order. When a warnings filter turns one
-  // into an exception, raises it and leaves the ones not yet emitted in `warnings`. Needs the
-  // GIL, not mu_.
-  static void EmitWarnings(std::vector<std::string>& warnings);
 
   // In a forked child: mu_ may be held for ever by a thread of the parent, so it is only tried.
   bool InForkedChild() const;
@@ -100,6 +103,7 @@ class WeightIterator {
   bool finished_ = false;
   LoadStats retired_;  // merged stats of the loaders already finished
   std::vector<std::string> pending_warnings_;  // not yet emitted as RuntimeWarnings
+  uint64_t bytes_yielded_ = 0;                 // changed and read with the GIL held
 };
 
 // Defines stload._stload.WeightIterator.

@@ -18,6 +18,11 @@ alive; they are read-only. ``"stload"`` gives the extension's own values: read-o
 or, for dtypes numpy lacks (BF16, FP8, F4, F6), :class:`stload.Tensor` objects (DLPack, and a
 raw numpy view ``Tensor.numpy()``). :func:`stload.to_torch` makes a torch tensor of either.
 ``stload.integrations.vllm``, ``.sglang`` and ``.fastdeploy`` have the engines' call shapes.
+
+Into memory the caller owns (fresh, writable tensors): :func:`stload.load_into` (the fastest
+path: ``{name: tensor}``, read in parallel with the GIL released), :class:`stload.safe_open`
+(Hugging Face's ``safe_open``, with ``get_slice`` reading only the indexed bytes), and
+``stload.torch.load_file`` / ``stload.numpy.load_file`` (Hugging Face's ``load_file``).
 See :data:`stload.DTYPES` for every dtype.
 """
 
@@ -34,6 +39,9 @@ from ._api import (
     to_torch,
 )
 from ._dtypes import DTYPES, DTypeInfo, dtype_name
+from ._load_into import load_into
+from ._safe_open import SafeSlice, safe_open
+from . import numpy, torch  # stload.numpy.load_file, stload.torch.load_file (torch imported lazily)
 from ._frameworks import FRAMEWORKS, default_framework
 from ._errors import (
     CorruptFileError,
@@ -62,6 +70,7 @@ __all__ = [
     "LoadConfig",
     "NotFoundError",
     "ResourceExhaustedError",
+    "SafeSlice",
     "Tensor",
     "UnsupportedError",
     "WeightIterator",
@@ -71,7 +80,9 @@ __all__ = [
     "get_weight_iterator",
     "inspect",
     "load_file",
+    "load_into",
     "multi_thread_safetensors_weights_iterator",
+    "safe_open",
     "safetensors_weights_iterator",
     "to_torch",
 ]

@@ -11,6 +11,7 @@ while they wait for data and stop their reader threads when closed or dropped ha
 
 from __future__ import annotations
 
+import json
 import numbers
 import os
 from collections.abc import Iterable, Mapping
@@ -18,7 +19,7 @@ from typing import Optional, Union
 
 import numpy
 
-from . import _frameworks, _stload
+from . import _frameworks, _progress, _stload
 from ._errors import InvalidArgumentError
 
 LoadConfig = _stload.LoadConfig
@@ -35,25 +36,39 @@ PathLike = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 _UNLIMITED = ((1 << 64) - 1) // 2
 
 
-def _as_config(load_config: Union[None, Mapping, LoadConfig]) -> LoadConfig:
+def _as_config(load_config, default=LoadConfig) -> LoadConfig:
+    """The :class:`LoadConfig` of ``load_config``: None (``default()``), a LoadConfig, a dict of
+    extra-config keys, or an engine's load config object, whose ``model_loader_extra_config`` (a
+    dict, a JSON string or None) is used. Another type is a TypeError; a bad key a ValueError
+    naming it."""
     if load_config is None:
-        return LoadConfig()
+        return default()
     if isinstance(load_config, LoadConfig):
         return load_config
     if isinstance(load_config, Mapping):
         return LoadConfig(**dict(load_config))
-    raise TypeError("load_config must be a dict of extra-config keys, a stload.LoadConfig or "
-                    f"None, not {type(load_config).__name__}")
+    if hasattr(load_config, "model_loader_extra_config"):
+        extra = load_config.model_loader_extra_config
+        if isinstance(extra, (str, bytes)):
+            extra = json.loads(extra) if extra.strip() else None
+        if extra is None or isinstance(extra, (LoadConfig, Mapping)):
+            return _as_config(extra, default)
+        raise TypeError(f"{type(load_config).__name__}.model_loader_extra_config must be a dict, "
+                        f"a JSON string or None, not {type(extra).__name__}")
+    raise TypeError("load_config must be None, a dict of extra-config keys, a stload.LoadConfig "
+                    "or an engine's load config (with model_loader_extra_config), not "
+                    f"{type(load_config).__name__}")
 
 
-def _open(framework: Optional[str], open_weights):
-    """Resolves ``framework`` (and imports it) before ``open_weights()`` opens any file."""
+def _open(framework: Optional[str], open_weights, progress=None, use_tqdm_on_load=False):
+    """Resolves ``framework`` (and imports it) before ``open_weights()`` opens any file; reports
+    progress when asked (see :mod:`stload._progress`)."""
     name = _frameworks.resolve(framework)
     convert = _frameworks.converter(name)
     weights = open_weights()
-    if name == "stload":
-        return weights
-    return _frameworks.FrameworkIterator(weights, name, convert)
+    if name != "stload":
+        weights = _frameworks.FrameworkIterator(weights, name, convert)
+    return _progress.with_progress(weights, progress, use_tqdm_on_load)
 
 
 def _as_paths(files: Union[PathLike, Iterable[PathLike]]) -> list[PathLike]:
@@ -64,7 +79,8 @@ def _as_paths(files: Union[PathLike, Iterable[PathLike]]) -> list[PathLike]:
 
 def get_weight_iterator(model_path: PathLike,
                         load_config: Union[None, Mapping, LoadConfig] = None, *,
-                        framework: Optional[str] = None):
+                        framework: Optional[str] = None, progress=None,
+                        use_tqdm_on_load: bool = False):
     """Iterates over every weight of a checkpoint as ``(name, tensor)`` pairs.
 
     Args:
@@ -76,6 +92,8 @@ def get_weight_iterator(model_path: PathLike,
             :class:`stload.LoadConfig`, or None for the defaults (one reader thread).
         framework: ``"pt"``, ``"paddle"``, ``"numpy"``, ``"stload"``, or None (torch when it can
             be imported, else numpy).
+        progress: ``progress(done_bytes, total_bytes)`` after each weight (and at the end).
+        use_tqdm_on_load: a tqdm bar of the bytes yielded (rate, ETA) when tqdm is installed.
 
     Every header is read and validated before this returns. Raises :class:`stload.Error`
     (a missing file is a ``FileNotFoundError``, a corrupt one a ``ValueError``, a bad config key
@@ -83,23 +101,28 @@ def get_weight_iterator(model_path: PathLike,
     by ``next()``. A path of another type is a ``TypeError``, as in ``open()``.
     """
     config = _as_config(load_config)
-    return _open(framework, lambda: _stload.open_model(model_path, config))
+    return _open(framework, lambda: _stload.open_model(model_path, config), progress,
+                 use_tqdm_on_load)
 
 
-def safetensors_weights_iterator(files: Iterable[PathLike], *, framework: Optional[str] = None):
+def safetensors_weights_iterator(files: Iterable[PathLike], *, framework: Optional[str] = None,
+                                 progress=None, use_tqdm_on_load: bool = False):
     """Iterates over the weights of ``files`` (``.safetensors`` paths), one file after another,
     with one reader thread, as ``(name, tensor)`` pairs of ``framework`` (see
     :func:`get_weight_iterator`).
 
     Files come in list order, each file's weights in the order of their data in the file.
+    ``progress`` and ``use_tqdm_on_load`` as in :func:`get_weight_iterator`.
     """
     config = LoadConfig(enable_multithread_load=False, order="file")
-    return _open(framework, lambda: _stload.open_files(_as_paths(files), config))
+    return _open(framework, lambda: _stload.open_files(_as_paths(files), config), progress,
+                 use_tqdm_on_load)
 
 
 def multi_thread_safetensors_weights_iterator(files: Iterable[PathLike], max_workers: int = 8,
                                               disable_mmap: bool = False, *,
-                                              framework: Optional[str] = None):
+                                              framework: Optional[str] = None, progress=None,
+                                              use_tqdm_on_load: bool = False):
     """Iterates over the weights of ``files`` with ``max_workers`` reader threads, as
     ``(name, tensor)`` pairs of ``framework`` (see :func:`get_weight_iterator`).
 
@@ -122,7 +145,8 @@ def multi_thread_safetensors_weights_iterator(files: Iterable[PathLike], max_wor
                                    code="invalid argument")
     config = LoadConfig(enable_multithread_load=True, num_threads=int(max_workers),
                         disable_mmap=disable_mmap)
-    return _open(framework, lambda: _stload.open_files(_as_paths(files), config))
+    return _open(framework, lambda: _stload.open_files(_as_paths(files), config), progress,
+                 use_tqdm_on_load)
 
 
 def load_file(path: PathLike, load_config: Union[None, Mapping, LoadConfig] = None, *,
@@ -158,9 +182,9 @@ def to_torch(weight):
     ``weight`` is a value the iterators yield with ``framework="stload"`` (a numpy array or a
     :class:`stload.Tensor`). The raw bytes go through ``torch.from_numpy`` (its warning that the
     array is not writable is silenced: numpy's own ``__dlpack__`` refuses read-only arrays) and,
-    for the types numpy lacks, ``Tensor.view(dtype)``. The tensor keeps the memory alive. Do not
-    write through it: the memory is read-only (a shared buffer, or the file's read-only mapping)
-    and torch cannot mark tensors read-only; ``.clone()`` makes a writable copy.
+    for the types numpy lacks, ``Tensor.view(dtype)``. The tensor keeps the memory alive. Writing
+    through it changes stload's buffer (or, read through mmap, a private copy-on-write page),
+    never the file.
 
     Raises TypeError, naming the dtype, for a dtype this torch does not have: F6 (no torch
     dtype); F4 before ``torch.float4_e2m1fn_x2``; the FP8 types and U16/U32/U64 in older torch

@@ -173,7 +173,7 @@ LoadReport LoadInto(const Checkpoint& checkpoint, std::span<const Destination> d
         [&] {
           if (options.progress) options.progress(engine.bytes_delivered(), total);
         },
-        std::chrono::milliseconds(100));
+        std::max(options.progress_interval, std::chrono::milliseconds(1)));
     engine.Stop();  // the threads are done: joins them
     if (options.progress) options.progress(engine.bytes_delivered(), total);
   }

@@ -166,3 +166,28 @@ def test_an_uninterrupted_slow_load_still_delivers(slow_pread, big):
     assert out["name"] == "big"
     assert out["sha"] == hashlib.sha256(data[8 + header:]).hexdigest()
     assert out["after"] == "end"
+
+
+def test_sigint_interrupts_load_into(slow_pread, big):
+    # load_into waits in C++ with the GIL released; Ctrl-C must still stop it promptly.
+    out = run_slowly(slow_pread, f"""
+        import os, signal, threading, time
+        import stload
+        dst = bytearray({CHUNK * CHUNKS})
+        calls = []
+        start = time.monotonic()
+        threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+        try:
+            stload.load_into({big!r}, {{"big": dst}}, {CONFIG},
+                             progress=lambda done, total: calls.append(done))
+            print("outcome=loaded")
+        except KeyboardInterrupt:
+            print("outcome=KeyboardInterrupt")
+        print(f"elapsed={{time.monotonic() - start}}")
+        print(f"progress_calls={{len(calls)}}")
+        print(f"increasing={{calls == sorted(calls)}}")
+    """)
+    assert out["outcome"] == "KeyboardInterrupt"
+    assert float(out["elapsed"]) < WITHIN_S, out
+    assert int(out["progress_calls"]) >= 2, out  # called while the readers worked
+    assert out["increasing"] == "True"

@@ -16,11 +16,13 @@ def paths(files) -> list:
     return _api._as_paths(files)
 
 
-def open_files(files, framework: str, *, threads: int, disable_mmap: bool, order: Optional[str]):
+def open_files(files, framework: str, *, threads: int, disable_mmap: bool, order: Optional[str],
+               use_tqdm: bool = False):
     """``files`` as one checkpoint, read by ``threads`` readers, yielding ``framework``'s tensors.
 
     ``order``: "file" (each file's weights in the order of their data, the files in list order)
-    or None (stload's default: natural name order across the files).
+    or None (stload's default: natural name order across the files). ``use_tqdm``: a tqdm bar
+    of the bytes yielded.
     """
     files = paths(files)
     config = _api.LoadConfig(enable_multithread_load=threads > 1, disable_mmap=disable_mmap)
@@ -28,7 +30,8 @@ def open_files(files, framework: str, *, threads: int, disable_mmap: bool, order
         config.num_threads = threads
     if order is not None:
         config.order = order
-    return _api._open(framework, lambda: _stload.open_files(files, config))
+    return _api._open(framework, lambda: _stload.open_files(files, config),
+                      use_tqdm_on_load=bool(use_tqdm))
 
 
 def positive_int(value, what: str) -> int:

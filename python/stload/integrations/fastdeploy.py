@@ -7,15 +7,13 @@ Mirrors ``fastdeploy/model_executor/load_weight_utils.py`` (FastDeploy develop a
     safetensors_weights_iterator(safe_tensor_list)
 
 Both yield ``(name, paddle.Tensor)``, as FastDeploy's do (``safe_open(framework="paddle")``):
-zero-copy CPU tensors through DLPack that keep stload's memory alive (read-only: do not write
-into them). Paddle is imported when they are called; without it they raise ImportError (FastDeploy
+zero-copy CPU tensors through DLPack that keep stload's memory alive (writing into them never
+reaches the file). Paddle is imported when they are called; without it they raise ImportError (FastDeploy
 does not run without paddle either). FastDeploy's drop-in will live here too.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
 from typing import Any
 
 from .. import _api, _stload
@@ -30,19 +28,7 @@ def extra_config(load_config: Any) -> _api.LoadConfig:
     (``enable_multithread_load``, ``num_threads``, ``disable_mmap`` and stload's), or an engine's
     load config object, whose ``model_loader_extra_config`` (a dict, a JSON string or None) is
     used. Another type is a TypeError; a bad key a ValueError naming it."""
-    if load_config is None or isinstance(load_config, (_api.LoadConfig, Mapping)):
-        return _api._as_config(load_config)
-    if hasattr(load_config, "model_loader_extra_config"):
-        extra = load_config.model_loader_extra_config
-        if isinstance(extra, (str, bytes)):
-            extra = json.loads(extra) if extra.strip() else None
-        if extra is None or isinstance(extra, (_api.LoadConfig, Mapping)):
-            return _api._as_config(extra)
-        raise TypeError(f"{type(load_config).__name__}.model_loader_extra_config must be a dict, "
-                        f"a JSON string or None, not {type(extra).__name__}")
-    raise TypeError("load_config must be None, a dict of extra-config keys, a stload.LoadConfig "
-                    "or an engine's load config (with model_loader_extra_config), not "
-                    f"{type(load_config).__name__}")
+    return _api._as_config(load_config)
 
 
 def get_weight_iterator(model_path: str, load_config: Any = None):

@@ -9,9 +9,9 @@ late 2025):
                                               disable_mmap=False, drop_cache_after_load=False)
 
 (Older SGLang, up to 0.4.x, took ``is_all_weights_sharded`` and ``decryption_key`` second and
-third; those are not accepted.) Both yield ``(name, torch.Tensor)``: zero-copy, read-only CPU
-views that keep stload's memory alive (do not write into them). They import torch when called.
-SGLang's loader class will live here too.
+third; those are not accepted.) Both yield ``(name, torch.Tensor)``: zero-copy CPU views that
+keep stload's memory alive (writing into them never reaches the file). They import torch when
+called. SGLang's loader class will live here too.
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ Mirrors ``vllm/model_executor/model_loader/weight_utils.py`` (vLLM 0.11.x, main 
                                  safetensors_load_strategy="lazy", local_expert_ids=None)
     multi_thread_safetensors_weights_iterator(hf_weights_files, use_tqdm_on_load, max_workers=4)
 
-Both yield ``(name, torch.Tensor)``: zero-copy, read-only CPU views that keep stload's memory
-alive (do not write into them; ``param.copy_(w)`` and ``w.clone()`` are fine). They import
+Both yield ``(name, torch.Tensor)``: zero-copy CPU views that keep stload's memory
+alive (an in-place op on one never reaches the file nor crashes). They import
 torch when called. vLLM's plug-in (a ``stload`` load format) will live here too.
 """
 
@@ -31,7 +31,8 @@ def safetensors_weights_iterator(hf_weights_files: list[str], use_tqdm_on_load: 
 
     Args:
         hf_weights_files: ``.safetensors`` paths (str, bytes or os.PathLike).
-        use_tqdm_on_load: accepted; no progress bar yet (stload's progress is to come).
+        use_tqdm_on_load: a tqdm bar of the bytes yielded (rate, ETA), as vLLM shows one, when
+            tqdm is installed (else a RuntimeWarning once).
         safetensors_load_strategy: ``"lazy"`` (vLLM's default: ``safe_open``, mmap) and
             ``"prefetch"`` read through mmap (stload populates the pages before yielding);
             ``"eager"`` (vLLM reads each whole file into memory) reads with pread into stload's
@@ -45,7 +46,8 @@ def safetensors_weights_iterator(hf_weights_files: list[str], use_tqdm_on_load: 
         raise UnsupportedError('stload: safetensors_load_strategy="torchao" (torchao tensor '
                                "subclasses) is not supported; use vLLM's own iterator")
     weights = _common.open_files(hf_weights_files, "pt", threads=1,
-                                 disable_mmap=safetensors_load_strategy == "eager", order="file")
+                                 disable_mmap=safetensors_load_strategy == "eager", order="file",
+                                 use_tqdm=use_tqdm_on_load)
     if local_expert_ids is not None:
         weights = _common.Filtered(weights, _common.expert_filter(local_expert_ids))
     return weights
@@ -58,8 +60,9 @@ def multi_thread_safetensors_weights_iterator(hf_weights_files: list[str],
 
     vLLM yields whole files in completion order; stload yields weights in natural name order
     across the files, with one pool of readers splitting even one large file.
-    ``use_tqdm_on_load`` is accepted; no progress bar yet.
+    ``use_tqdm_on_load``: a tqdm bar of the bytes yielded, as in
+    :func:`safetensors_weights_iterator`.
     """
     threads = _common.positive_int(max_workers, "max_workers")
     return _common.open_files(hf_weights_files, "pt", threads=threads, disable_mmap=False,
-                              order=None)
+                              order=None, use_tqdm=use_tqdm_on_load)
