@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test. This is what CI runs (.ci/run).
 #   1. g++, Release (-O3), warnings as errors: the full suite (ctest) in build/;
+#   1b. Hugging Face parity: safe_open/load_file against safetensors from PyPI, load_into and
+#      progress with tqdm from PyPI, Debian's torch (scripts/test-parity.sh);
 #   2. the consumer test: stload installed and used by a program outside it, three ways
 #      (tests/consumer/run.sh);
 #   3. clang, Release, warnings as errors: the full suite again, and the libFuzzer targets, in
@@ -17,6 +19,9 @@ scripts/install-deps.sh
 stage "g++ Release: build and test"
 STLOAD_BUILD_DIR=build scripts/build.sh -DCMAKE_CXX_COMPILER=g++
 ctest --test-dir build --output-on-failure -j "$(nproc)"
+
+stage "Hugging Face parity (safetensors, tqdm from PyPI)"
+scripts/test-parity.sh build
 
 stage "consumer test (g++)"
 CXX=g++ tests/consumer/run.sh
