@@ -8,8 +8,9 @@ checkpoint, each run in a fresh process, taking turns in one session:
              (LoadInto into one touched, huge-page-advised region: the limit for Python)
   load_into  stload.load_into(CKPT, params, {"enable_multithread_load": True, "num_threads": T,
              "disable_mmap": True})
-  copy_      the engine pattern: for name, w in stload.get_weight_iterator(CKPT, <same config>,
-             framework="pt"): params[name].copy_(w)
+  copy_      the engine pattern: for name, w in stload.get_weight_iterator(CKPT, <same config>):
+             params[name].copy_(w), done as a copy_ of the weight's bytes into the parameter's
+             (torch 1.13 has no FP8 dtypes; the copy is the same)
 
 The parameters are torch tensors of each tensor's dtype (uint8 of its size where this torch lacks
 the dtype), allocated and touched (zero_()) before the clock starts, as a model's are after its
@@ -84,13 +85,18 @@ def python_run(way: str, checkpoint: str, threads: int) -> dict:
         stats = stload.load_into(checkpoint, params, config)
         read_path = stats["read_path"]
     else:
-        it = stload.get_weight_iterator(checkpoint, config, framework="pt")
+        # framework="pt" where torch has every dtype; raw bytes otherwise (torch 1.13 has no FP8),
+        # copied the same way: one copy_ of the weight's bytes into the parameter's.
+        import numpy
+        import warnings
+
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        it = stload.get_weight_iterator(checkpoint, config, framework="stload")
         for name, w in it:
-            p = params[name]
-            if p.dtype == torch.uint8 and w.dtype != torch.uint8:
-                w = w.reshape(-1).view(torch.uint8)
-            p.copy_(w.reshape(p.shape))
-            del w
+            raw = w.numpy() if isinstance(w, stload.Tensor) else w
+            src = torch.from_numpy(raw.reshape(-1).view(numpy.uint8))
+            params[name].reshape(-1).view(torch.uint8).copy_(src)
+            del w, raw, src
         read_path = it.stats["read_path"]
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "bytes": total, "read_path": read_path}
