@@ -11,8 +11,9 @@ Every measurement is one `stload load PATH --json --no-progress --consumer C --t
 gives its children, so both builds do identical work. For each cell (checkpoint, cache, mode,
 consumer, threads) the two builds take turns, A B B A A B ... (or A B A B with --pattern abab),
 so slow drift of the machine affects both equally. Before each cold run the page cache is
-emptied (`sync; echo 3 > /proc/sys/vm/drop_caches`, which needs root); before each warm run the
-checkpoint's files are read once, so an earlier run cannot have evicted them.
+emptied (`sync; echo 3 > /proc/sys/vm/drop_caches`, which needs root) and the build's binary and
+shared libraries read back (--cold-program: not); before each warm run the checkpoint's files
+are read once, so an earlier run cannot have evicted them.
 
 The report is a Markdown table, one row per cell: the median seconds (the `seconds` the child
 reports: the timed load, not process start nor prealloc's setup) of A and of B, B/A, and `ok`
@@ -176,6 +177,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how cold runs empty the cache: drop_caches (sync; echo 3 > "
                         "/proc/sys/vm/drop_caches, root) or fadvise (posix_fadvise DONTNEED on the "
                         "checkpoint's files) (default: drop_caches)")
+    p.add_argument("--cold-program", action="store_true",
+                   help="cold runs start with the program cold too; by default each build's "
+                        "binary and shared libraries are read back into the page cache after the "
+                        "drop, so that a cold run times the checkpoint's reads, not page faults "
+                        "on the program's code (which differ with code layout)")
     p.add_argument("--timeout", type=float, default=3600, metavar="S",
                    help="seconds one child may run before it counts as failed (default: 3600)")
     p.add_argument("--json", metavar="OUT", help="write the settings, every raw sample and the medians to OUT")
@@ -280,6 +286,20 @@ def drop_cache(files: list[str], method: str) -> None:
             os.close(fd)
 
 
+def program_files(binary: str) -> list[str]:
+    """The binary and the shared libraries it loads (as ldd lists them)."""
+    files = [binary]
+    try:
+        out = subprocess.run(["ldd", binary], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return files
+    for line in out.splitlines():
+        m = re.search(r"(?:=>\s*)?(/\S+)\s+\(0x", line)
+        if m and os.path.isfile(m.group(1)):
+            files.append(m.group(1))
+    return files
+
+
 def warm_cache(files: list[str], buffer: bytearray) -> None:
     view = memoryview(buffer)
     for path in files:
@@ -357,6 +377,8 @@ def run_matrix(args, builds, checkpoints, caches, modes, consumers, threads, sam
                                                         consumer, mode, t)
                                 if cache == "cold":
                                     drop_cache(ckpt["files"], args.cache_drop)
+                                    if not args.cold_program:
+                                        warm_cache(builds[turn]["program"], buffer)
                                 else:
                                     warm_cache(ckpt["files"], buffer)
                                 report, wall = run_child(command, args.timeout)
@@ -467,6 +489,7 @@ def main(argv=None) -> int:
         for key, flag, label in (("a", "--a", args.label_a), ("b", "--b", args.label_b)):
             info = check_binary(flag, getattr(args, key), modes)
             builds[key] = {**info, "binary": os.path.abspath(getattr(args, key)), "label": label}
+            builds[key]["program"] = program_files(builds[key]["binary"])
         for out in (args.json, args.markdown):
             if out is not None and (not out or os.path.isdir(out)):
                 raise UsageError(f"'{out}' is not a file name to write")
@@ -496,7 +519,8 @@ def main(argv=None) -> int:
             f.write(report)
     if args.json:
         out = {
-            "builds": {k: {kk: v for kk, v in b.items() if kk != "binary"} for k, b in builds.items()},
+            "builds": {k: {kk: v for kk, v in b.items() if kk not in ("binary", "program")}
+                       for k, b in builds.items()},
             "settings": {"threads": threads, "modes": modes, "consumers": consumers,
                          "caches": caches, "checkpoints": names, "repeat": args.repeat,
                          "pattern": args.pattern, "threshold": args.threshold,
