@@ -42,9 +42,9 @@ std::optional<dlpack::DataType> DlpackTypeOf(DType dtype) {
   const DTypeMapping& m = MappingFor(dtype);
   if (m.dlpack || m.numpy.empty()) return m.dlpack;
   const auto bits = static_cast<uint8_t>(DTypeBits(dtype));
-  switch (m.numpy.find_first_of("?uifc") == std::string_view::npos
-              ? '\0'
-              : m.numpy[m.numpy.find_first_of("?uifc")]) {
+  const size_t kind = m.numpy.find_first_of("?uifc");  // "<f4": little-endian, float, 4 bytes
+  if (kind == std::string_view::npos) return std::nullopt;
+  switch (m.numpy[kind]) {
     case '?': return dlpack::DataType{dlpack::kBool, 8, 1};
     case 'u': return dlpack::DataType{dlpack::kUInt, bits, 1};
     case 'i': return dlpack::DataType{dlpack::kInt, bits, 1};
