@@ -126,14 +126,14 @@ Buffer BufferPool::AcquireDedicated(uint64_t size) {
   return {p, need, true};
 }
 
-void BufferPool::Release(Buffer buffer, bool trim) {
+void BufferPool::Release(Buffer buffer) {
   if (!buffer.data) return;
   if (buffer.dedicated) {
     ::munmap(buffer.data, buffer.capacity);
     return;
   }
-  if (trim) ::madvise(buffer.data, buffer.capacity, MADV_DONTNEED);  // granule-aligned
   std::lock_guard lock(mu_);
+  if (retired_) ::madvise(buffer.data, buffer.capacity, MADV_DONTNEED);  // granule-aligned
   uint64_t offset = static_cast<uint64_t>(buffer.data - arena_);
   uint64_t length = buffer.capacity;
   auto next = free_.lower_bound(offset);
@@ -152,8 +152,9 @@ void BufferPool::Release(Buffer buffer, bool trim) {
   free_.emplace(offset, length);
 }
 
-void BufferPool::TrimFree() {
+void BufferPool::Retire() {
   std::lock_guard lock(mu_);
+  retired_ = true;
   for (const auto& [offset, length] : free_) ::madvise(arena_ + offset, length, MADV_DONTNEED);
 }
 

@@ -52,12 +52,12 @@ class BufferPool {
   Buffer TryAcquire(uint64_t size);
   // A buffer of its own (fresh memory), or {} when out of memory.
   Buffer AcquireDedicated(uint64_t size);
-  // Returns a buffer from either Acquire. `trim`: also give its pages back to the system
-  // (MADV_DONTNEED), for when no more loading will reuse them.
-  void Release(Buffer buffer, bool trim = false);
-  // Gives the pages of every free range of the arena back to the system. For a loader that is
-  // done while some of its weights are still held: what they do not use stops counting.
-  void TrimFree();
+  // Returns a buffer from either Acquire.
+  void Release(Buffer buffer);
+  // Nothing will be acquired any more (the loader is done while some of its weights are still
+  // held): gives the pages of every free range back to the system (MADV_DONTNEED) now, and those
+  // of every buffer released from now on, so that only what is held stays resident.
+  void Retire();
 
   // New memory faulted in so far: the arena's high-water mark plus dedicated buffers. With reuse
   // working, this stays near the arena size however large the checkpoint.
@@ -73,6 +73,7 @@ class BufferPool {
   std::map<uint64_t, uint64_t> free_;  // offset -> length, coalesced
   uint64_t high_water_ = 0;
   uint64_t dedicated_bytes_ = 0;
+  bool retired_ = false;
 };
 
 }  // namespace stload::io

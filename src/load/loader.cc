@@ -136,8 +136,6 @@ struct Shared : load::Sink, std::enable_shared_from_this<Shared> {
   uint64_t admitted = 0;              // blocks Reserve gave memory to
   // The consumer waits for the next block while keeping earlier weights (see Admit).
   bool consumer_waiting = false;
-  // The Loader is gone: memory released from now on is not reused, so its pages are given back.
-  bool loader_gone = false;
 
   // Admits the next block while it fits. One that does not fit is admitted anyway when nothing is
   // in flight and either nothing is held at all (it is larger than the limit and is read alone) or
@@ -199,7 +197,7 @@ struct Shared : load::Sink, std::enable_shared_from_this<Shared> {
     held -= b.held_bytes;
     if (!b.delivered) in_flight -= b.held_bytes;  // dropped without being handed out
     if (b.buffer.data) {
-      pool.Release(b.buffer, /*trim=*/loader_gone);
+      pool.Release(b.buffer);
       b.buffer = {};
     } else if (b.mapped) {
       const io::MappedFile& map = policy->file(plan.blocks[index].shard).map;
@@ -252,9 +250,7 @@ struct Loader::Impl {
       }
     }
     owners.clear();  // outside the lock: releasing takes it
-    std::lock_guard lock(shared->mu);
-    shared->loader_gone = true;
-    shared->pool.TrimFree();  // weights still held keep only their own blocks
+    shared->pool.Retire();  // weights still held keep only their own blocks resident
   }
 
   void ReportProgress(bool force) {
