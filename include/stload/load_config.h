@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
 
 #include "stload/result.h"
@@ -56,6 +57,19 @@ struct LoadConfig {
   // extra-config key.
   uint64_t own_copy_max_bytes = 64ull << 10;
 
+  // --- Rank-aware loading (include/stload/sharding.h; README, "Rank-aware loading"). ---
+  // This process's place in the tensor-, expert- and pipeline-parallel groups: each size >= 1,
+  // each rank below its size. Sizes > 1 need `rules`. ep_size unset: no EP group.
+  int tp_size = 1;
+  int tp_rank = 0;
+  std::optional<int> ep_size;
+  int ep_rank = 0;
+  int pp_size = 1;
+  int pp_rank = 0;
+  // How tensors are partitioned: a preset name ("llama", "deepseek-v3"), the path of a rules
+  // file, or a rules file's JSON text (starting with '{'). Empty: none (every tensor whole).
+  std::string rules;
+
   // Threads that read: num_threads when enable_multithread_load, else 1.
   int reader_threads() const { return enable_multithread_load ? num_threads : 1; }
 
@@ -65,7 +79,8 @@ struct LoadConfig {
   // Parses a JSON object such as {"enable_multithread_load": true, "num_threads": 8,
   // "disable_mmap": false}; every key is optional and starts from the defaults above. Unknown
   // keys, wrong types and out-of-range values are kInvalidArgument naming the key.
-  // memory_limit and chunk_bytes take a byte count or a size string ("512MiB").
+  // memory_limit and chunk_bytes take a byte count or a size string ("512MiB"); tp_size, tp_rank,
+  // ep_size, ep_rank, pp_size, pp_rank an integer; rules a string.
   static Result<LoadConfig> FromJson(std::string_view text);
 };
 

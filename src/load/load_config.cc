@@ -39,6 +39,50 @@ Result<uint64_t> GetSize(std::string_view key, simdjson::dom::element value) {
   return KeyError(key, "must be a non-negative integer or a size string such as \"512MiB\"");
 }
 
+Status ValidateGroup(std::string_view name, int size, int rank) {
+  if (size < 1) {
+    return InvalidArgumentError(std::string(name) + "_size must be an integer >= 1, not " +
+                                std::to_string(size));
+  }
+  if (rank < 0 || rank >= size) {
+    return InvalidArgumentError(std::string(name) + "_rank must be from 0 to " +
+                                std::to_string(size - 1) + " (" + std::string(name) +
+                                "_size " + std::to_string(size) + "), not " +
+                                std::to_string(rank));
+  }
+  return OkStatus();
+}
+
+Status ValidateRanks(const LoadConfig& c) {
+  STLOAD_RETURN_IF_ERROR(ValidateGroup("tp", c.tp_size, c.tp_rank));
+  if (c.ep_size) {
+    STLOAD_RETURN_IF_ERROR(ValidateGroup("ep", *c.ep_size, c.ep_rank));
+  } else if (c.ep_rank != 0) {
+    return InvalidArgumentError("ep_rank " + std::to_string(c.ep_rank) + " needs ep_size");
+  }
+  STLOAD_RETURN_IF_ERROR(ValidateGroup("pp", c.pp_size, c.pp_rank));
+  if (c.rules.empty()) {
+    const char* group = c.tp_size > 1                 ? "tp_size"
+                        : c.ep_size && *c.ep_size > 1 ? "ep_size"
+                        : c.pp_size > 1               ? "pp_size"
+                                                      : nullptr;
+    if (group) {
+      return InvalidArgumentError(std::string(group) +
+                                  " > 1 needs rules (a preset such as \"llama\" or "
+                                  "\"deepseek-v3\", or a rules file)");
+    }
+  }
+  return OkStatus();
+}
+
+Result<int> GetCount(std::string_view key, simdjson::dom::element value, int64_t min) {
+  int64_t n = 0;
+  if (value.get_int64().get(n) || n < min || n > (1 << 24)) {
+    return KeyError(key, "must be an integer >= " + std::to_string(min));
+  }
+  return static_cast<int>(n);
+}
+
 }  // namespace
 
 std::string_view LoadOrderName(LoadOrder order) {
@@ -71,7 +115,7 @@ Status LoadConfig::Validate() const {
   if (uring_depth < 1 || uring_depth > 4096) {
     return InvalidArgumentError("uring_depth must be from 1 to 4096");
   }
-  return OkStatus();
+  return ValidateRanks(*this);
 }
 
 Result<LoadConfig> LoadConfig::FromJson(std::string_view text) {
@@ -126,12 +170,33 @@ Result<LoadConfig> LoadConfig::FromJson(std::string_view text) {
         return KeyError(key, "must be one of \"natural\", \"index\", \"file\", \"any\"");
       }
       config.order = *order;
+    } else if (key == "tp_size") {
+      STLOAD_ASSIGN_OR_RETURN(config.tp_size, GetCount(key, field.value, 1));
+    } else if (key == "tp_rank") {
+      STLOAD_ASSIGN_OR_RETURN(config.tp_rank, GetCount(key, field.value, 0));
+    } else if (key == "ep_size") {
+      STLOAD_ASSIGN_OR_RETURN(int n, GetCount(key, field.value, 1));
+      config.ep_size = n;
+    } else if (key == "ep_rank") {
+      STLOAD_ASSIGN_OR_RETURN(config.ep_rank, GetCount(key, field.value, 0));
+    } else if (key == "pp_size") {
+      STLOAD_ASSIGN_OR_RETURN(config.pp_size, GetCount(key, field.value, 1));
+    } else if (key == "pp_rank") {
+      STLOAD_ASSIGN_OR_RETURN(config.pp_rank, GetCount(key, field.value, 0));
+    } else if (key == "rules") {
+      std::string_view rules;
+      if (field.value.get_string().get(rules) || rules.empty()) {
+        return KeyError(key, "must be a preset name, a rules file's path or its JSON text");
+      }
+      config.rules = std::string(rules);
     } else {
       return KeyError(key, "unknown key (known: enable_multithread_load, num_threads, "
                            "disable_mmap, direct_io, io_uring, uring_depth, chunk_bytes, "
-                           "memory_limit, order)");
+                           "memory_limit, order, tp_size, tp_rank, ep_size, ep_rank, "
+                           "pp_size, pp_rank, rules)");
     }
   }
+  // Ranks are checked by Validate, once every key is in (tp_rank may come before tp_size).
   return config;
 }
 
