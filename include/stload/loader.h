@@ -52,12 +52,23 @@ struct LoadStats {
   // File bytes read per method, indexed by ReadPath (pread, mmap, direct).
   std::array<uint64_t, 3> bytes_by_path{};
   std::vector<ShardReadStats> shards;  // in Checkpoint::shards() order
+  // What the plan asked for (Loader; rank-aware loading reads parts): the bytes of the tensors
+  // or parts delivered, the file bytes the plan reads (bytes_needed plus the over-read: gaps
+  // read with slices' runs, O_DIRECT's aligned edges), and its read operations.
+  uint64_t bytes_needed = 0;
+  uint64_t bytes_planned = 0;
+  uint64_t reads_planned = 0;
+  uint64_t tensors_skipped = 0;  // tensors this rank does not get
 };
 
 // One loaded tensor. Its bytes live in memory owned by stload (a pooled buffer, or the file's
 // mapping for the mmap path) that stays valid while this Weight, or a copy of it, lives — even
 // after the Loader is gone. Releasing the last copy gives the memory back to the loader's budget.
 // Copies are cheap (shared ownership). Thread-compatible.
+//
+// With rank-aware loading (LoadConfig::tp_size, ..., rules) a Weight is this rank's part of a
+// tensor: info() has the tensor's name and dtype, the part's shape, and begin 0 / end the part's
+// size; bytes() are the part's elements, dense in C order.
 class Weight {
  public:
   Weight() = default;
@@ -74,7 +85,7 @@ class Weight {
   Weight(const TensorInfo* info, const std::byte* data, std::shared_ptr<const void> owner)
       : info_(info), data_(data), owner_(std::move(owner)) {}
 
-  const TensorInfo* info_ = nullptr;  // owned by the Checkpoint that owner_ keeps alive
+  const TensorInfo* info_ = nullptr;  // owned by the Checkpoint (or the load) owner_ keeps alive
   const std::byte* data_ = nullptr;
   std::shared_ptr<const void> owner_;
 };

@@ -154,6 +154,9 @@ LoadReport LoadInto(const Checkpoint& checkpoint, std::span<const Destination> d
     report.status = std::move(plan).status();
     return report;
   }
+  report.stats.bytes_needed = plan->total_bytes;
+  report.stats.bytes_planned = plan->read_bytes;
+  report.stats.reads_planned = plan->reads;
   uint64_t work = 0;
   for (const load::PlannedBlock& b : plan->blocks) work += b.pieces.size();
   const int threads = load::WorkerCount(config.reader_threads(), work);

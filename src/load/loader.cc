@@ -29,6 +29,7 @@
 #include "load/read_policy.h"
 #include "load/worker_count.h"
 #include "stload/loader.h"
+#include "stload/sharding.h"
 
 namespace stload {
 namespace {
@@ -39,9 +40,15 @@ uint64_t ReadaheadBytes(const LoadConfig& config, int threads) {
   return std::max<uint64_t>(64ull << 20, 2 * static_cast<uint64_t>(std::max(threads, 1)) * config.chunk_bytes);
 }
 
-// A weight's bytes copied into memory of its own, with the checkpoint its TensorInfo lives in.
+// The TensorInfo of each rank part (its local shape and size), by request position; whole
+// tensors' entries are unused (their TensorInfo is the checkpoint's).
+using PartInfos = std::vector<TensorInfo>;
+
+// A weight's bytes copied into memory of its own, with what its TensorInfo lives in: the
+// checkpoint, or the part infos.
 struct OwnedCopy {
   Checkpoint checkpoint;
+  std::shared_ptr<const PartInfos> parts;
   std::unique_ptr<std::byte[]> bytes;
 };
 
@@ -102,13 +109,17 @@ struct Shared : load::Sink, std::enable_shared_from_this<Shared> {
     uint64_t held_bytes = 0;           // counted against memory_limit
     bool ready = false;
     bool delivered = false;
+    // A slice whose bytes are not one run of the staging, gathered dense by Deliver.
+    std::shared_ptr<OwnedCopy> gathered;
     std::shared_ptr<BlockOwner> owner;  // until the block's last tensor is handed out
   };
 
-  Shared(Checkpoint c, LoadConfig cfg, load::ReadPlan p, std::shared_ptr<const load::ReadPolicy> r)
+  Shared(Checkpoint c, LoadConfig cfg, load::ReadPlan p, std::shared_ptr<const load::ReadPolicy> r,
+         std::shared_ptr<const PartInfos> part_infos)
       : checkpoint(std::move(c)),
         config(cfg),
         plan(std::move(p)),
+        parts(std::move(part_infos)),
         policy(std::move(r)),
         pool(ArenaBytes(policy->path(), cfg, checkpoint),
              std::max<uint64_t>(4096, policy->alignment())),
@@ -120,6 +131,7 @@ struct Shared : load::Sink, std::enable_shared_from_this<Shared> {
   const Checkpoint checkpoint;
   const LoadConfig config;
   const load::ReadPlan plan;
+  const std::shared_ptr<const PartInfos> parts;
   const std::shared_ptr<const load::ReadPolicy> policy;
   io::BufferPool pool;
   std::vector<BlockState> blocks;
@@ -180,8 +192,20 @@ struct Shared : load::Sink, std::enable_shared_from_this<Shared> {
 
   void Failed() override { ready_cv.notify_all(); }
 
-  // Nothing to gather: Weights point into the block's memory.
-  Status Deliver(uint32_t, std::span<std::byte>) override { return OkStatus(); }
+  // Whole tensors and slices that are one run of the staging need nothing: Weights point into
+  // the block's memory. Other slices (a block of its own each) are gathered here, on the reader
+  // thread, into memory the Weight will own.
+  Status Deliver(uint32_t index, std::span<std::byte> memory) override {
+    const load::PlannedBlock& pb = plan.blocks[index];
+    if (pb.count != 1 || plan.requests[pb.first].slice.whole()) return OkStatus();
+    if (load::SingleRun(pb, plan.request_bytes[pb.first])) return OkStatus();
+    const uint64_t bytes = plan.request_bytes[pb.first];
+    auto copy = std::make_shared<OwnedCopy>(
+        OwnedCopy{checkpoint, parts, std::make_unique_for_overwrite<std::byte[]>(bytes)});
+    load::Gather(pb, memory, std::span(copy->bytes.get(), bytes));
+    blocks[index].gathered = std::move(copy);  // read by Next after Completed, under mu
+    return OkStatus();
+  }
 
   void Completed(uint32_t index) override {
     blocks[index].ready = true;
@@ -285,6 +309,9 @@ struct Loader::Impl {
     if (InForkedChild(s.owner_pid)) return ForkedChildError(s.checkpoint);
     std::optional<Weight> weight;
     uint64_t block_bytes = 0;
+    // A block whose one slice was gathered is referenced by no Weight: its last reference must go
+    // after the lock does (releasing takes the lock).
+    std::shared_ptr<Shared::BlockOwner> release_after_unlock;
     {
       std::unique_lock lock(s.mu);
       while (true) {
@@ -318,18 +345,31 @@ struct Loader::Impl {
         const uint32_t index = s.plan.block_of[pos];
         Shared::BlockState& b = s.blocks[index];
         const load::PlannedBlock& pb = s.plan.blocks[index];
-        const TensorInfo& t = s.checkpoint.tensors()[s.plan.requests[pos].tensor];
-        // Whole tensors only (Loader plans no slices): a block's staging is its file range from
-        // its first piece on, so a tensor sits at its distance from there. An empty tensor may
-        // have no piece at all (its bytes() is empty).
-        const uint64_t at = pb.pieces.empty() ? 0 : t.file_offset - pb.pieces.front().file_begin;
-        weight.emplace(Weight(&t, b.data ? b.data + at : nullptr, b.owner));
-        block_bytes = s.engine.payload(index);
+        const load::TensorRequest& request = s.plan.requests[pos];
+        const TensorInfo& t = s.checkpoint.tensors()[request.tensor];
+        if (request.slice.whole()) {
+          // A block of whole tensors: its staging is its file range from its first piece on, so
+          // a tensor sits at its distance from there. An empty tensor may have no piece at all
+          // (its bytes() is empty).
+          const uint64_t at =
+              pb.pieces.empty() ? 0 : t.file_offset - pb.pieces.front().file_begin;
+          weight.emplace(Weight(&t, b.data ? b.data + at : nullptr, b.owner));
+          block_bytes = s.engine.payload(index);
+        } else if (b.gathered) {
+          weight.emplace(Weight(&(*s.parts)[pos], b.gathered->bytes.get(), b.gathered));
+          b.gathered.reset();
+        } else {
+          // One run of the staging (or an empty part): the Weight views the block.
+          const uint64_t at = pb.placements.empty() ? 0 : pb.placements.front().from.offset;
+          weight.emplace(Weight(&(*s.parts)[pos], b.data ? b.data + at : nullptr,
+                                b.owner));  // which keeps the part infos alive
+          block_bytes = s.engine.payload(index);
+        }
         ++delivered;
         if (pos + 1 == pb.first + pb.count) {
           b.delivered = true;
           s.in_flight -= b.held_bytes;
-          b.owner.reset();  // the Weights handed out keep the block alive
+          release_after_unlock = std::move(b.owner);  // the Weights handed out keep it alive
           any_block = -1;
           s.engine.AdmitLocked();
         }
@@ -340,16 +380,17 @@ struct Loader::Impl {
     // keeping the 1,760 FP8 scales of a 1 GiB checkpoint held 896 MiB of blocks without it.
     if (weight && weight->bytes().size() <= s.config.own_copy_max_bytes &&
         block_bytes > weight->bytes().size()) {
-      weight = OwnCopy(*weight, s.checkpoint);  // the block's reference goes with the old one
+      weight = OwnCopy(*weight, s.checkpoint, s.parts);  // the block's reference goes with the old one
     }
     ReportProgress(!weight.has_value());
     return weight;
   }
 
-  static Weight OwnCopy(const Weight& weight, const Checkpoint& checkpoint) {
+  static Weight OwnCopy(const Weight& weight, const Checkpoint& checkpoint,
+                        const std::shared_ptr<const PartInfos>& parts) {
     const std::span<const std::byte> bytes = weight.bytes();
     auto copy = std::make_shared<OwnedCopy>(
-        OwnedCopy{checkpoint, std::make_unique_for_overwrite<std::byte[]>(bytes.size())});
+        OwnedCopy{checkpoint, parts, std::make_unique_for_overwrite<std::byte[]>(bytes.size())});
     std::memcpy(copy->bytes.get(), bytes.data(), bytes.size());
     const std::byte* data = copy->bytes.get();
     return Weight(&weight.info(), data, std::move(copy));
@@ -370,16 +411,32 @@ Result<Loader> Loader::Open(const Checkpoint& checkpoint, const LoadConfig& conf
                           load::ReadPolicy::Prepare(checkpoint, config, impl->stats.warnings));
   impl->stats.read_path = policy->path();
   impl->stats.io_uring = policy->uring();
+  // The rank's parts (every tensor whole without rank-aware loading), in delivery order.
+  STLOAD_ASSIGN_OR_RETURN(std::vector<TensorPart> parts, SelectParts(checkpoint, config));
+  std::vector<load::TensorRequest> requests;
+  auto part_infos = std::make_shared<PartInfos>();
+  for (uint32_t t : load::DeliveryOrder(checkpoint, config.order)) {
+    const TensorPart& part = parts[t];
+    if (part.action == TensorPart::Action::kSkip) continue;
+    requests.push_back({t, part.slice});
+    TensorInfo& info = part_infos->emplace_back();
+    if (part.action != TensorPart::Action::kSlice) continue;
+    info = load::PartInfo(checkpoint.tensors()[t], part.slice);
+  }
+  impl->stats.tensors_skipped = checkpoint.tensors().size() - requests.size();
   load::PlanOptions options;
   options.group_bytes = config.chunk_bytes;
   options.chunk_bytes = config.chunk_bytes;
   options.alignment = policy->alignment();
-  STLOAD_ASSIGN_OR_RETURN(
-      load::ReadPlan plan,
-      load::PlanReads(checkpoint, load::WholeTensors(checkpoint, config.order), options));
+  STLOAD_ASSIGN_OR_RETURN(load::ReadPlan plan,
+                          load::PlanReads(checkpoint, std::move(requests), options));
+  impl->stats.bytes_needed = plan.total_bytes;
+  impl->stats.bytes_planned = plan.read_bytes;
+  impl->stats.reads_planned = plan.reads;
   uint64_t work = 0;
   for (const load::PlannedBlock& b : plan.blocks) work += b.pieces.size();
-  impl->shared = std::make_shared<Shared>(checkpoint, config, std::move(plan), std::move(policy));
+  impl->shared = std::make_shared<Shared>(checkpoint, config, std::move(plan), std::move(policy),
+                                          std::move(part_infos));
   const int threads = load::WorkerCount(config.reader_threads(), work);
   impl->shared->readahead_bytes = ReadaheadBytes(config, threads);
   STLOAD_RETURN_IF_ERROR(impl->shared->engine.Start(threads));  // ~Impl cleans up

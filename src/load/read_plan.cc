@@ -7,6 +7,12 @@
 // cut of a wide matrix from reading the whole matrix. Orbax's safetensors layout uses the same
 // kind of rule, with a gap floor of about 4 KiB. Adjacent and overlapping ranges always merge.
 //
+// The read budget: thousands of small strided reads per file cost more in system calls (and, on
+// network storage, in requests) than the bytes they skip. Per file, slices keep their strided
+// reads while the file's total stays within max_strided_reads_per_file (1024, Orbax's figure);
+// beyond it, the slices that save the fewest bytes per extra read are read as their covering
+// range, gaps included. The over-read is reported (ReadPlan::read_bytes - total_bytes).
+//
 // Splitting (split_requests): a request of more than chunk_bytes becomes several blocks. A single
 // contiguous run is cut at file offsets that are multiples of chunk_bytes, so each part is one
 // aligned piece; a strided request is cut every chunk_bytes of its dense result.
@@ -14,6 +20,7 @@
 #include "load/read_plan.h"
 
 #include <algorithm>
+#include <cstring>
 #include <string>
 #include <utility>
 
@@ -295,7 +302,87 @@ Result<ReadPlan> PlanReads(const Checkpoint& checkpoint, std::vector<TensorReque
     block.count = p.ends_request ? p.last_request + 1 - next_first : 0;
     next_first += block.count;
   }
+  if (options.max_strided_reads_per_file > 0) {
+    PlanOptions covering = options;
+    covering.gap_bytes = UINT64_MAX;  // every gap read: one range
+    // Strided blocks of each shard, and what reading each as its covering range would cost.
+    struct Candidate {
+      size_t block;
+      uint64_t reads;
+      uint64_t saved;  // bytes the strided reads skip
+    };
+    std::vector<std::vector<Candidate>> by_shard(checkpoint.shards().size());
+    std::vector<PlannedBlock> covered(plan.blocks.size());
+    for (size_t b = 0; b < plan.blocks.size(); ++b) {
+      if (plan.blocks[b].contiguous) continue;
+      covered[b] = MakeBlock(pending[b].shard, pending[b].parts, covering, alignment, chunk);
+      by_shard[plan.blocks[b].shard].push_back(
+          {b, plan.blocks[b].pieces.size(),
+           covered[b].staging_bytes - plan.blocks[b].staging_bytes});
+    }
+    for (std::vector<Candidate>& list : by_shard) {
+      uint64_t total = 0;
+      for (const Candidate& c : list) total += c.reads;
+      if (total <= options.max_strided_reads_per_file) continue;
+      // Most bytes saved per read first; ties in plan order, so plans stay deterministic.
+      std::stable_sort(list.begin(), list.end(), [](const Candidate& a, const Candidate& b) {
+        return static_cast<unsigned __int128>(a.saved) * b.reads >
+               static_cast<unsigned __int128>(b.saved) * a.reads;
+      });
+      uint64_t used = 0;
+      for (const Candidate& c : list) {
+        if (used + c.reads <= options.max_strided_reads_per_file) {
+          used += c.reads;
+          continue;
+        }
+        covered[c.block].first = plan.blocks[c.block].first;
+        covered[c.block].count = plan.blocks[c.block].count;
+        plan.blocks[c.block] = std::move(covered[c.block]);
+      }
+    }
+  }
+  for (const PlannedBlock& block : plan.blocks) {
+    plan.read_bytes += block.staging_bytes;
+    plan.reads += block.pieces.size();
+  }
   return plan;
+}
+
+bool SingleRun(const PlannedBlock& block, uint64_t request_bytes) {
+  if (request_bytes == 0) return true;
+  if (block.placements.size() != 1) return false;
+  const format::StridedRun& from = block.placements.front().from;
+  return (from.count == 1 || from.run_bytes == from.stride_bytes) && from.bytes() == request_bytes;
+}
+
+void Gather(const PlannedBlock& block, std::span<const std::byte> staging,
+            std::span<std::byte> dst) {
+  for (const Placement& p : block.placements) {
+    std::byte* out = dst.data() + p.dst_offset;
+    const std::byte* in = staging.data() + p.from.offset;
+    for (uint64_t k = 0; k < p.from.count; ++k) {
+      std::memcpy(out + k * p.from.run_bytes, in + k * p.from.stride_bytes, p.from.run_bytes);
+    }
+  }
+}
+
+TensorInfo PartInfo(const TensorInfo& tensor, const TensorSlice& slice) {
+  TensorInfo info;
+  info.name = tensor.name;
+  info.dtype = tensor.dtype;
+  info.shard = tensor.shard;
+  if (slice.whole()) return tensor;
+  info.shape.reserve(slice.dims.size());
+  for (const DimRange& d : slice.dims) info.shape.push_back(d.end - d.begin);
+  const Result<std::vector<format::StridedRun>> runs = format::SliceLayout(tensor, slice);
+  uint64_t bytes = 0;
+  if (runs.ok()) {
+    for (const format::StridedRun& r : *runs) bytes += r.bytes();
+    info.file_offset = tensor.file_offset + (runs->empty() ? 0 : runs->front().offset);
+  }
+  info.begin = 0;
+  info.end = bytes;
+  return info;
 }
 
 std::vector<ByteRange> SplitRange(uint64_t begin, uint64_t end, uint64_t chunk_bytes) {

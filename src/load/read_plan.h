@@ -85,6 +85,10 @@ struct PlanOptions {
   // Slices: two runs in the same file closer than this are read as one piece, gap included;
   // farther apart, separately (see read_plan.cc for the policy and why).
   uint64_t gap_bytes = 4096;
+  // Slices: at most this many reads per file for the runs gap_bytes keeps apart (0: no limit).
+  // Over the budget, the slices that save the fewest bytes per read are read as their covering
+  // range instead, in one piece per chunk (see read_plan.cc).
+  uint64_t max_strided_reads_per_file = 1024;
 };
 
 struct ReadPlan {
@@ -94,6 +98,8 @@ struct ReadPlan {
   // For each request, the block that holds its last bytes (where streaming delivers it).
   std::vector<uint32_t> block_of;
   uint64_t total_bytes = 0;             // sum of request_bytes
+  uint64_t read_bytes = 0;              // sum of the pieces' lengths: total_bytes + over-read
+  uint64_t reads = 0;                   // pieces (read operations)
   friend bool operator==(const ReadPlan&, const ReadPlan&) = default;
 };
 
@@ -108,6 +114,18 @@ std::vector<TensorRequest> WholeTensors(const Checkpoint& checkpoint, LoadOrder 
 // kInvalidArgument for a tensor index out of range or a bad slice (naming the tensor).
 Result<ReadPlan> PlanReads(const Checkpoint& checkpoint, std::vector<TensorRequest> requests,
                            const PlanOptions& options);
+
+// Whether a block's placements are one run of staging holding all `request_bytes` (so a
+// consumer can view the staging instead of gathering). True for an empty request.
+bool SingleRun(const PlannedBlock& block, uint64_t request_bytes);
+
+// Copies every placement of `block` from its staging into `dst` (the dense result of the one
+// request it holds).
+void Gather(const PlannedBlock& block, std::span<const std::byte> staging, std::span<std::byte> dst);
+
+// The TensorInfo of `slice` of `tensor` as delivered: the same name, dtype and shard, the slice's
+// shape, begin 0 and end its dense size, file_offset where its first byte is in the file.
+TensorInfo PartInfo(const TensorInfo& tensor, const TensorSlice& slice);
 
 // A byte range of a file to read.
 struct ByteRange {
