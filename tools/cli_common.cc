@@ -182,7 +182,55 @@ std::string EscapeForTerminal(std::string_view text, bool escape_backslash) {
   return out;
 }
 
+void RankFlags::AddTo(CLI::App& command) {
+  const std::string group = "Rank-aware loading";
+  command.add_option("--tp-size", tp_size, "Tensor-parallel group size W (needs --rules)")
+      ->type_name("W")->group(group);
+  command.add_option("--tp-rank", tp_rank, "This process's tensor-parallel rank, 0 to W-1")
+      ->type_name("R")->group(group);
+  command.add_option("--ep-size", ep_size,
+                     "Expert-parallel group size E: expert rules give each rank whole experts")
+      ->type_name("E")->group(group);
+  command.add_option("--ep-rank", ep_rank, "This process's expert-parallel rank, 0 to E-1")
+      ->type_name("Q")->group(group);
+  command.add_option("--pp-size", pp_size, "Pipeline stages P: each keeps its layers only")
+      ->type_name("P")->group(group);
+  command.add_option("--pp-rank", pp_rank, "This process's pipeline stage, 0 to P-1")
+      ->type_name("S")->group(group);
+  command.add_option("--rules", rules,
+                     "How tensors are split: a preset (llama, deepseek-v3; reads the "
+                     "checkpoint's config.json) or a rules file (JSON)")
+      ->type_name("PRESET|FILE")->group(group);
+}
+
+void RankFlags::ApplyTo(LoadConfig& config) const {
+  if (tp_size) config.tp_size = *tp_size;
+  if (tp_rank) config.tp_rank = *tp_rank;
+  if (ep_size) config.ep_size = *ep_size;
+  if (ep_rank) config.ep_rank = *ep_rank;
+  if (pp_size) config.pp_size = *pp_size;
+  if (pp_rank) config.pp_rank = *pp_rank;
+  if (rules) {
+    if (rules->empty()) throw UsageError{"--rules: empty (give a preset name or a rules file)"};
+    config.rules = *rules;
+  }
+  if (Status s = config.Validate(); !s.ok()) throw UsageError{s.reason()};
+}
+
+Result<std::vector<TensorPart>> SelectPartsOrUsageError(const Checkpoint& checkpoint,
+                                                        const LoadConfig& config) {
+  Result<std::optional<RankSelection>> selection = ResolveRankSelection(checkpoint, config);
+  if (!selection.ok()) throw UsageError{selection.status().ToString()};
+  Result<std::vector<TensorPart>> parts = SelectParts(checkpoint, config);
+  // Errors that concern no tensor are about the rules and ranks themselves (pp_layers).
+  if (!parts.ok() && parts.status().context().tensor.empty()) {
+    throw UsageError{parts.status().ToString()};
+  }
+  return parts;
+}
+
 void LoadFlags::AddTo(CLI::App& command) {
+  ranks.AddTo(command);
   command.add_option("--threads", threads,
                      "Reader threads (an integer >= 1); sets enable_multithread_load")
       ->check(CLI::Range(1, 1 << 20))
@@ -233,7 +281,7 @@ LoadConfig LoadFlags::ToConfig() const {
     }
     config.order = *parsed;
   }
-  if (Status s = config.Validate(); !s.ok()) throw UsageError{s.reason()};
+  ranks.ApplyTo(config);  // validates the whole config
   return config;
 }
 

@@ -6,8 +6,11 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include "stload/checkpoint.h"
 #include "stload/load_config.h"
+#include "stload/sharding.h"
 #include "stload/status.h"
 
 namespace stload::cli {
@@ -29,8 +32,28 @@ int ReportError(const Status& status, const std::string& fallback_path = "");
 // Prints "stload: warning: <text>" on stderr.
 void Warn(const std::string& text);
 
+// The rank-aware loading flags (--tp-size, --tp-rank, --ep-size, --ep-rank, --pp-size,
+// --pp-rank, --rules) that load, hash, inspect and plan take.
+struct RankFlags {
+  std::optional<int> tp_size, tp_rank, ep_size, ep_rank, pp_size, pp_rank;
+  std::optional<std::string> rules;
+
+  void AddTo(CLI::App& command);
+  // The flags on top of `config` (given flags win over --extra-config's keys).
+  void ApplyTo(LoadConfig& config) const;
+};
+
+// The parts of every tensor for the rank `config` names (every tensor whole without rank-aware
+// loading). A usage error (a bad rank, sizes > 1 without rules, an unknown preset, a rules file
+// that cannot be read or is invalid, a missing config.json, pp_layers that do not fit) throws
+// UsageError (exit 2); a tensor that cannot be split as the rules say is returned (exit 1, naming
+// the file and tensor).
+Result<std::vector<TensorPart>> SelectPartsOrUsageError(const Checkpoint& checkpoint,
+                                                        const LoadConfig& config);
+
 // The loader flags every loading subcommand takes.
 struct LoadFlags {
+  RankFlags ranks;
   std::optional<int> threads;
   bool no_mmap = false;
   bool mmap = false;

@@ -1,4 +1,5 @@
-// `stload hash PATH`: the SHA-256 of every tensor's raw bytes, one line per tensor sorted by name
+// `stload hash PATH`: the SHA-256 of every tensor's raw bytes (with rank flags: of the rank's part
+// of each tensor it gets, dense in C order; the others are absent), one line per tensor sorted by name
 // (byte order), in the format of sha256sum: "<hex>  <name>", with sha256sum's escaping of names
 // holding a backslash, newline or carriage return (the line then starts with a backslash), so a
 // name cannot forge lines. Reads through the loader with the given options; every option
@@ -55,6 +56,11 @@ int RunHash(const HashArgs& args) {
   if (!ckpt.ok()) return ReportError(ckpt.status(), args.path);
   for (const std::string& w : ckpt->warnings()) Warn(w);
 
+  // Usage errors in the rank flags exit 2 before anything is read; a tensor that cannot be split
+  // exits 1.
+  if (Result<std::vector<TensorPart>> parts = SelectPartsOrUsageError(*ckpt, config); !parts.ok()) {
+    return ReportError(parts.status(), args.path);
+  }
   ProgressBar bar(!args.no_progress);
   Result<Loader> loader = Loader::Open(*ckpt, config, bar.Callback());
   if (!loader.ok()) return ReportError(loader.status(), args.path);
@@ -108,6 +114,7 @@ int RunHash(const HashArgs& args) {
   });
   std::string out;
   for (uint32_t index : order) {
+    if (hashes[index].empty()) continue;  // not this rank's
     bool escaped = false;
     const std::string name = EscapeLikeSha256sum(ckpt->tensors()[index].name, escaped);
     out += (escaped ? "\\" : "") + hashes[index] + "  " + name + "\n";

@@ -42,20 +42,34 @@ struct Report {
   LoadStats stats;
 };
 
-Status RunPrealloc(const Checkpoint& ckpt, const LoadConfig& config, ProgressFn progress,
-                   Report& report) {
+// The dense size of a part: its elements times the dtype's bits (whole bytes: SelectParts
+// refuses parts that cut a byte).
+uint64_t PartBytes(const TensorInfo& t, const TensorPart& part) {
+  if (part.action == TensorPart::Action::kWhole) return t.size_bytes();
+  uint64_t elements = 1;
+  for (uint64_t d : part.shape) elements *= d;
+  return elements * DTypeBits(t.dtype) / 8;
+}
+
+Status RunPrealloc(const Checkpoint& ckpt, const LoadConfig& config,
+                   const std::vector<TensorPart>& parts, ProgressFn progress, Report& report) {
   const Clock::time_point setup = Clock::now();
-  TouchedMemory memory(ckpt.total_bytes());
+  uint64_t total = 0;
+  for (const TensorPart& p : parts) {
+    if (p.action != TensorPart::Action::kSkip) total += PartBytes(ckpt.tensors()[p.tensor], p);
+  }
+  TouchedMemory memory(total);
   if (!memory.ok()) {
     return ResourceExhaustedError("cannot allocate the destination memory (" +
-                                  FormatBytes(ckpt.total_bytes()) + ")")
+                                  FormatBytes(total) + ")")
         .WithPath(ckpt.path());
   }
   std::vector<Destination> destinations;
   uint64_t offset = 0;
-  for (uint32_t i = 0; i < ckpt.tensors().size(); ++i) {
-    const uint64_t size = ckpt.tensors()[i].size_bytes();
-    destinations.push_back({i, std::span(memory.data() + offset, size)});
+  for (const TensorPart& p : parts) {
+    if (p.action == TensorPart::Action::kSkip) continue;
+    const uint64_t size = PartBytes(ckpt.tensors()[p.tensor], p);
+    destinations.push_back({p.tensor, std::span(memory.data() + offset, size), p.slice});
     offset += size;
   }
   const Clock::time_point start = Clock::now();
@@ -112,12 +126,15 @@ int RunLoad(const LoadArgs& args) {
   if (!ckpt.ok()) return ReportError(ckpt.status(), args.path);
   for (const std::string& w : ckpt->warnings()) Warn(w);
 
+  Result<std::vector<TensorPart>> parts = SelectPartsOrUsageError(*ckpt, config);
+  if (!parts.ok()) return ReportError(parts.status(), args.path);
+
   Report report;
   Status status;
   {
     ProgressBar bar(!args.no_progress && !args.json);
     status = args.consumer == "prealloc"
-                 ? RunPrealloc(*ckpt, config, bar.Callback(), report)
+                 ? RunPrealloc(*ckpt, config, *parts, bar.Callback(), report)
                  : RunIterator(*ckpt, config, args.consumer == "keep", bar.Callback(), report);
   }
   for (const std::string& w : report.stats.warnings) Warn(w);
@@ -141,6 +158,17 @@ int RunLoad(const LoadArgs& args) {
         {"peak_rss_bytes", peak_rss},
         {"peak_held_bytes", report.stats.peak_held_bytes},
         {"fresh_bytes", report.stats.fresh_bytes},
+        {"tp", {{"size", config.tp_size}, {"rank", config.tp_rank}}},
+        {"ep", config.ep_size ? nlohmann::ordered_json{{"size", *config.ep_size},
+                                                       {"rank", config.ep_rank}}
+                              : nlohmann::ordered_json(nullptr)},
+        {"pp", {{"size", config.pp_size}, {"rank", config.pp_rank}}},
+        {"rules", config.rules.empty() ? nlohmann::ordered_json(nullptr)
+                                       : nlohmann::ordered_json(config.rules)},
+        {"tensors_skipped", report.stats.tensors_skipped},
+        {"bytes_needed", report.stats.bytes_needed},
+        {"bytes_planned", report.stats.bytes_planned},
+        {"reads_planned", report.stats.reads_planned},
     };
     // File bytes read with each method (O_DIRECT counts its aligned edges), and per shard.
     nlohmann::ordered_json by_path = nlohmann::ordered_json::object();
@@ -168,6 +196,18 @@ int RunLoad(const LoadArgs& args) {
     if (args.consumer == "prealloc") {
       Printf("destination allocated and touched in %.3f s (not counted above)\n",
              report.setup_seconds);
+    }
+    if (!config.rules.empty()) {
+      Printf("rank tp %d/%d, ep %s, pp %d/%d: %llu tensors skipped; needed %s, read %s in %llu "
+             "reads\n",
+             config.tp_rank, config.tp_size,
+             config.ep_size ? (std::to_string(config.ep_rank) + "/" + std::to_string(*config.ep_size)).c_str()
+                            : "none",
+             config.pp_rank, config.pp_size,
+             static_cast<unsigned long long>(report.stats.tensors_skipped),
+             FormatBytes(report.stats.bytes_needed).c_str(),
+             FormatBytes(report.stats.bytes_planned).c_str(),
+             static_cast<unsigned long long>(report.stats.reads_planned));
     }
     Printf("peak RSS %s\n", FormatBytes(peak_rss).c_str());
   }
