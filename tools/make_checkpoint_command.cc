@@ -68,9 +68,10 @@ Runner AddMakeCheckpointCommand(CLI::App& app) {
       "for a seed)");
   cmd->add_option("DIR", args->dir, "Directory to write (created if missing)")->required();
   cmd->add_option("--preset", args->preset,
-                  "llama: K shards + index; single-file: one model.safetensors; deepseek: FP8 "
-                  "MoE with F32 block scales, K shards + index; many-small: "
-                  "512-byte tensors in K shards + index")
+                  "llama: K shards + config.json + index; single-file: one model.safetensors + "
+                  "config.json; deepseek: DeepSeek-V3-like FP8 MoE with F32 block scales, K "
+                  "shards + config.json + index; many-small: 512-byte tensors in K shards + "
+                  "index, no config.json")
       ->capture_default_str();
   cmd->add_option("--total", args->total,
                   "Approximate total tensor bytes, e.g. 4GiB (default 256MiB; many-small: "
