@@ -81,7 +81,9 @@ Runner AddMakeCheckpointCommand(CLI::App& app) {
       ->check(CLI::Range(1, 100000))
       ->type_name("K")
       ->capture_default_str();
-  cmd->add_option("--dtype", args->dtype, "Element type of every tensor")->capture_default_str();
+  cmd->add_option("--dtype", args->dtype,
+                  "Element type of every tensor (deepseek: not used, its dtypes are fixed)")
+      ->capture_default_str();
   // CLI11 would read "-1" into the unsigned seed as 2^64 - 1, and "" as 0; refuse both.
   const CLI::Validator unsigned_integer(
       [](std::string& text) -> std::string {
