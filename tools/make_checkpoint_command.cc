@@ -68,9 +68,10 @@ Runner AddMakeCheckpointCommand(CLI::App& app) {
       "for a seed)");
   cmd->add_option("DIR", args->dir, "Directory to write (created if missing)")->required();
   cmd->add_option("--preset", args->preset,
-                  "llama: K shards + index; single-file: one model.safetensors; deepseek: FP8 "
-                  "MoE with F32 block scales, K shards + index; many-small: "
-                  "512-byte tensors in K shards + index")
+                  "llama: K shards + config.json + index; single-file: one model.safetensors + "
+                  "config.json; deepseek: DeepSeek-V3-like FP8 MoE with F32 block scales, K "
+                  "shards + config.json + index; many-small: 512-byte tensors in K shards + "
+                  "index, no config.json")
       ->capture_default_str();
   cmd->add_option("--total", args->total,
                   "Approximate total tensor bytes, e.g. 4GiB (default 256MiB; many-small: "
@@ -80,7 +81,9 @@ Runner AddMakeCheckpointCommand(CLI::App& app) {
       ->check(CLI::Range(1, 100000))
       ->type_name("K")
       ->capture_default_str();
-  cmd->add_option("--dtype", args->dtype, "Element type of every tensor")->capture_default_str();
+  cmd->add_option("--dtype", args->dtype,
+                  "Element type of every tensor (deepseek: not used, its dtypes are fixed)")
+      ->capture_default_str();
   // CLI11 would read "-1" into the unsigned seed as 2^64 - 1, and "" as 0; refuse both.
   const CLI::Validator unsigned_integer(
       [](std::string& text) -> std::string {

@@ -377,7 +377,9 @@ struct Loader::Impl {
       }
     }
     // A small weight gets its own copy when its block holds more than it (own_copy_max_bytes):
-    // keeping the 1,760 FP8 scales of a 1 GiB checkpoint held 896 MiB of blocks without it.
+    // keeping the FP8 scales of a 1 GiB `make-checkpoint --preset deepseek` checkpoint held
+    // 896 MiB of blocks without it (measured with the preset's first layout, 1,760 scales; its
+    // DeepSeek-V3 layout has 1,801 at 1 GiB).
     if (weight && weight->bytes().size() <= s.config.own_copy_max_bytes &&
         block_bytes > weight->bytes().size()) {
       weight = OwnCopy(*weight, s.checkpoint, s.parts);  // the block's reference goes with the old one

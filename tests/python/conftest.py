@@ -58,7 +58,10 @@ def llama(cli, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def deepseek(cli, tmp_path_factory) -> Path:
-    """A DeepSeek-like checkpoint: F8_E4M3 weights, F32 scales, BF16 norms; 2 shards, index."""
+    """A DeepSeek-V3-like checkpoint: F8_E4M3 weights, F32 scales, BF16 norms; 2 shards, index.
+
+    The preset's smallest (2 decoder layers and the prediction layer, about 18 MiB): 8MiB asks
+    for less than that."""
     return make_checkpoint(cli, tmp_path_factory.mktemp("deepseek") / "ckpt", "--preset",
                            "deepseek", "--total", "8MiB", "--shards", "2", "--seed", "12")
 

@@ -591,10 +591,13 @@ TEST(CliUsage, ExtraPositional) {
 // ------------------------------------------------------------------------------------------------
 // make-checkpoint.
 
-// Checks a generated checkpoint by hand: the index names exactly the shards and every tensor,
-// each in the shard that holds it, and total_size is the sum of the tensor sizes.
-void ExpectConsistentIndexedCheckpoint(const std::string& dir, uint32_t shards) {
+// Checks a generated checkpoint by hand: DIR holds the shards, the index and (`with_config`)
+// config.json; the index names exactly the shards and every tensor, each in the shard that holds
+// it, and total_size is the sum of the tensor sizes.
+void ExpectConsistentIndexedCheckpoint(const std::string& dir, uint32_t shards,
+                                       bool with_config = true) {
   std::set<std::string> expected_files = {"model.safetensors.index.json"};
+  if (with_config) expected_files.insert("config.json");
   char name[64];
   for (uint32_t i = 1; i <= shards; ++i) {
     std::snprintf(name, sizeof name, "model-%05u-of-%05u.safetensors", i, shards);
@@ -629,6 +632,12 @@ TEST(CliMakeCheckpoint, LlamaWritesShardsAndIndex) {
   EXPECT_TRUE(tensors.count("model.embed_tokens.weight"));
   EXPECT_TRUE(tensors.count("model.layers.0.self_attn.q_proj.weight"));
   EXPECT_TRUE(tensors.count("lm_head.weight"));
+  // config.json describes the tensors (tests/tools/synth_config_test.cc checks every number).
+  const json config = json::parse(ReadFile(out + "/config.json"));
+  EXPECT_EQ(config.at("model_type"), "llama");
+  EXPECT_EQ(tensors.at("model.embed_tokens.weight").shape,
+            (std::vector<uint64_t>{config.at("vocab_size").get<uint64_t>(),
+                                   config.at("hidden_size").get<uint64_t>()}));
   for (const auto& [name, t] : tensors) {
     EXPECT_EQ(t.dtype, "BF16") << name;
     EXPECT_EQ(t.end - t.begin, Product(t.shape) * 2) << name;
@@ -649,7 +658,7 @@ TEST(CliMakeCheckpoint, SingleFileWritesModelSafetensors) {
   const RunResult r =
       RunStload({"make-checkpoint", out, "--preset", "single-file", "--total", "64KiB"});
   ASSERT_EQ(r.exit_code, kExitOk) << r;
-  EXPECT_EQ(ListDir(out), std::set<std::string>{"model.safetensors"});
+  EXPECT_EQ(ListDir(out), (std::set<std::string>{"config.json", "model.safetensors"}));
   const RawFile file = ReadSafetensors(out + "/model.safetensors");
   EXPECT_GT(file.tensors.size(), 2u);
   uint64_t sum = 0;
@@ -663,10 +672,32 @@ TEST(CliMakeCheckpoint, ManySmallWritesSmallTensorsInShards) {
   const RunResult r = RunStload(
       {"make-checkpoint", out, "--preset", "many-small", "--total", "16KiB", "--shards", "2"});
   ASSERT_EQ(r.exit_code, kExitOk) << r;
-  ExpectConsistentIndexedCheckpoint(out, 2);
+  ExpectConsistentIndexedCheckpoint(out, 2, /*with_config=*/false);
   const std::map<std::string, RawTensor> tensors = ReadCheckpointByHand(out);
   EXPECT_EQ(tensors.size(), 32u);  // 16 KiB of 512-byte tensors
   for (const auto& [name, t] : tensors) EXPECT_EQ(t.end - t.begin, 512u) << name;
+}
+
+TEST(CliMakeCheckpoint, DeepSeekWritesFp8WeightsScalesAndConfig) {
+  TempDir dir;
+  const std::string out = dir.File("deepseek");
+  const RunResult r = RunStload(
+      {"make-checkpoint", out, "--preset", "deepseek", "--total", "8MiB", "--shards", "2"});
+  ASSERT_EQ(r.exit_code, kExitOk) << r;
+  ExpectConsistentIndexedCheckpoint(out, 2);
+  const std::map<std::string, RawTensor> tensors = ReadCheckpointByHand(out);
+  const json config = json::parse(ReadFile(out + "/config.json"));
+  EXPECT_EQ(config.at("model_type"), "deepseek_v3");
+  const std::string mtp =
+      "model.layers." + std::to_string(config.at("num_hidden_layers").get<uint64_t>()) + ".";
+  EXPECT_TRUE(tensors.count(mtp + "eh_proj.weight")) << "the multi-token prediction layer";
+  std::set<std::string> dtypes;
+  for (const auto& [name, t] : tensors) {
+    dtypes.insert(t.dtype);
+    EXPECT_EQ(t.end - t.begin, Product(t.shape) * (t.dtype == "F32" ? 4 : t.dtype == "BF16" ? 2 : 1))
+        << name;
+  }
+  EXPECT_EQ(dtypes, (std::set<std::string>{"BF16", "F32", "F8_E4M3"}));
 }
 
 TEST(CliMakeCheckpoint, DtypeOptionSetsEveryTensor) {
@@ -738,14 +769,15 @@ TEST(CliMakeCheckpoint, NonEmptyDirectoryNeedsForce) {
       RunStload({"make-checkpoint", out, "--total", "64KiB", "--shards", "2", "--force"});
   ASSERT_EQ(forced.exit_code, kExitOk) << forced;
   EXPECT_EQ(ReadFile(out + "/keep.txt"), "mine");
-  EXPECT_EQ(ListDir(out).size(), 4u);  // keep.txt, two shards, the index
+  EXPECT_EQ(ListDir(out).size(), 5u);  // keep.txt, two shards, config.json, the index
 
   // An existing empty directory needs no --force.
   fs::create_directory(dir.File("empty"));
   const RunResult empty = RunStload(
       {"make-checkpoint", dir.File("empty"), "--preset", "single-file", "--total", "64KiB"});
   EXPECT_EQ(empty.exit_code, kExitOk) << empty;
-  EXPECT_EQ(ListDir(dir.File("empty")), std::set<std::string>{"model.safetensors"});
+  EXPECT_EQ(ListDir(dir.File("empty")),
+            (std::set<std::string>{"config.json", "model.safetensors"}));
 }
 
 TEST(CliMakeCheckpoint, BadOptionsAreUsageErrors) {
@@ -1698,6 +1730,15 @@ TEST(CliIssue16, MakeCheckpointForceDoesNotWriteThroughLinks) {
   EXPECT_EQ(r.exit_code, kExitBadCheckpoint) << r;
   EXPECT_TRUE(StartsWith(r.FirstErrLine(), "stload: error: model.safetensors.index.json: ")) << r;
   EXPECT_FALSE(fs::exists(dir.File("created")));
+  // config.json is refused the same way, before any shard is written.
+  fs::create_directory(dir.File("config"));
+  fs::create_symlink("../outside", dir.File("config") + "/config.json");
+  r = RunStload(
+      {"make-checkpoint", dir.File("config"), "--total", "4KiB", "--shards", "1", "--force"});
+  EXPECT_EQ(r.exit_code, kExitBadCheckpoint) << r;
+  EXPECT_TRUE(StartsWith(r.FirstErrLine(), "stload: error: config.json: ")) << r;
+  EXPECT_TRUE(ReadFile(dir.File("outside")) == "precious") << "the file outside DIR was written";
+  EXPECT_EQ(ListDir(dir.File("config")), std::set<std::string>{"config.json"});
   // DIR itself a symbolic link.
   fs::create_directory(dir.File("elsewhere"));
   fs::create_directory_symlink(dir.File("elsewhere"), dir.File("link"));
@@ -1721,7 +1762,8 @@ TEST(CliIssue16, MakeCheckpointForceDoesNotWriteThroughLinks) {
   EXPECT_EQ(r.exit_code, kExitOk) << r;
   EXPECT_TRUE(ReadFile(dir.File("outside")) == "precious") << "the file outside DIR was written";
   EXPECT_EQ(fs::hard_link_count(dir.File("outside")), 1u);
-  EXPECT_EQ(ListDir(dir.File("hardlinked")), std::set<std::string>{"model.safetensors"})
+  EXPECT_EQ(ListDir(dir.File("hardlinked")),
+            (std::set<std::string>{"config.json", "model.safetensors"}))
       << "no temporary file left";
   EXPECT_FALSE(ReadSafetensors(dir.File("hardlinked") + "/model.safetensors").tensors.empty());
 }

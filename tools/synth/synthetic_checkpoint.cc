@@ -6,10 +6,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 namespace stload::synth {
@@ -26,39 +28,91 @@ uint64_t SplitMix64(uint64_t& state) {
 
 uint64_t RoundUp(uint64_t n, uint64_t to) { return (n + to - 1) / to * to; }
 
-// Llama-like proportions: grouped-query attention with kv = h/4, intermediate = 3.5h, a 32000-token
-// vocabulary, and at least 24 layers where the size allows (real models have 16 to 126).
-std::vector<TensorSpec> LlamaTensors(uint64_t params, DType dtype) {
-  const uint64_t kHidden[] = {64, 128, 256, 512, 1024, 2048, 3072, 4096, 5120, 8192};
-  uint64_t h = kHidden[0];
-  for (uint64_t candidate : kHidden) {
-    if ((13 * candidate * candidate + 2 * candidate) * 24 <= params) h = candidate;
-  }
-  const uint64_t kv = h / 4;
-  const uint64_t inter = RoundUp(h * 7 / 2, 64);
-  const uint64_t per_layer = 2 * h * h + 2 * h * kv + 3 * h * inter + 2 * h;
-  uint64_t vocab = 32000;
-  if (2 * vocab * h > params / 4) vocab = std::max<uint64_t>(64, (params / 4) / (2 * h) / 64 * 64);
-  const uint64_t embed = 2 * vocab * h + h;
-  const uint64_t layers = params > embed + per_layer ? (params - embed) / per_layer : 1;
+// Llama-like proportions: grouped-query attention with 32 query heads and 8 key/value heads of
+// h/32 (so kv = h/4), intermediate = 3.5h, a 32000-token vocabulary, and at least 24 layers
+// where the size allows (real models have 16 to 126).
+constexpr uint64_t kLlamaHidden[] = {64, 128, 256, 512, 1024, 2048, 3072, 4096, 5120, 8192};
+constexpr uint64_t kLlamaHeads = 32;
+constexpr uint64_t kLlamaKvHeads = 8;
+static_assert(std::ranges::all_of(kLlamaHidden, [](uint64_t h) { return h % kLlamaHeads == 0; }),
+              "head_dim = hidden_size / 32 must be whole");
 
+struct LlamaShape {
+  uint64_t hidden = 0;
+  uint64_t kv = 0;  // rows of k_proj and v_proj
+  uint64_t intermediate = 0;
+  uint64_t vocab = 0;
+  uint64_t layers = 0;
+};
+
+LlamaShape LlamaShapeFor(uint64_t params) {
+  LlamaShape s;
+  s.hidden = kLlamaHidden[0];
+  for (uint64_t candidate : kLlamaHidden) {
+    if ((13 * candidate * candidate + 2 * candidate) * 24 <= params) s.hidden = candidate;
+  }
+  const uint64_t h = s.hidden;
+  s.kv = h / kLlamaHeads * kLlamaKvHeads;
+  s.intermediate = RoundUp(h * 7 / 2, 64);
+  const uint64_t per_layer = 2 * h * h + 2 * h * s.kv + 3 * h * s.intermediate + 2 * h;
+  s.vocab = 32000;
+  if (2 * s.vocab * h > params / 4) {
+    s.vocab = std::max<uint64_t>(64, (params / 4) / (2 * h) / 64 * 64);
+  }
+  const uint64_t embed = 2 * s.vocab * h + h;
+  s.layers = params > embed + per_layer ? (params - embed) / per_layer : 1;
+  return s;
+}
+
+std::vector<TensorSpec> LlamaTensors(const LlamaShape& s, DType dtype) {
+  const uint64_t h = s.hidden;
   std::vector<TensorSpec> t;
-  t.push_back({"model.embed_tokens.weight", dtype, {vocab, h}});
-  for (uint64_t l = 0; l < layers; ++l) {
+  t.push_back({"model.embed_tokens.weight", dtype, {s.vocab, h}});
+  for (uint64_t l = 0; l < s.layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     t.push_back({p + "input_layernorm.weight", dtype, {h}});
     t.push_back({p + "self_attn.q_proj.weight", dtype, {h, h}});
-    t.push_back({p + "self_attn.k_proj.weight", dtype, {kv, h}});
-    t.push_back({p + "self_attn.v_proj.weight", dtype, {kv, h}});
+    t.push_back({p + "self_attn.k_proj.weight", dtype, {s.kv, h}});
+    t.push_back({p + "self_attn.v_proj.weight", dtype, {s.kv, h}});
     t.push_back({p + "self_attn.o_proj.weight", dtype, {h, h}});
     t.push_back({p + "post_attention_layernorm.weight", dtype, {h}});
-    t.push_back({p + "mlp.gate_proj.weight", dtype, {inter, h}});
-    t.push_back({p + "mlp.up_proj.weight", dtype, {inter, h}});
-    t.push_back({p + "mlp.down_proj.weight", dtype, {h, inter}});
+    t.push_back({p + "mlp.gate_proj.weight", dtype, {s.intermediate, h}});
+    t.push_back({p + "mlp.up_proj.weight", dtype, {s.intermediate, h}});
+    t.push_back({p + "mlp.down_proj.weight", dtype, {h, s.intermediate}});
   }
   t.push_back({"model.norm.weight", dtype, {h}});
-  t.push_back({"lm_head.weight", dtype, {vocab, h}});
+  t.push_back({"lm_head.weight", dtype, {s.vocab, h}});
   return t;
+}
+
+// config.json's torch_dtype: torch's name where the dtype is one of torch's usual ones.
+std::string TorchDtypeName(DType dtype) {
+  switch (dtype) {
+    case DType::kBF16: return "bfloat16";
+    case DType::kF16: return "float16";
+    case DType::kF32: return "float32";
+    default: break;
+  }
+  std::string name(DTypeName(dtype));
+  for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return name;
+}
+
+nlohmann::ordered_json LlamaConfig(const LlamaShape& s, DType dtype) {
+  nlohmann::ordered_json c;
+  c["architectures"] = {"LlamaForCausalLM"};
+  c["model_type"] = "llama";
+  c["hidden_size"] = s.hidden;
+  c["intermediate_size"] = s.intermediate;
+  c["num_hidden_layers"] = s.layers;
+  c["num_attention_heads"] = kLlamaHeads;
+  c["num_key_value_heads"] = kLlamaKvHeads;
+  c["head_dim"] = s.hidden / kLlamaHeads;
+  c["vocab_size"] = s.vocab;
+  c["rms_norm_eps"] = 1e-05;
+  c["tie_word_embeddings"] = false;
+  c["torch_dtype"] = TorchDtypeName(dtype);
+  return c;
 }
 
 std::vector<TensorSpec> ManySmallTensors(uint64_t params, DType dtype) {
@@ -75,57 +129,225 @@ std::vector<TensorSpec> ManySmallTensors(uint64_t params, DType dtype) {
   return t;
 }
 
-// DeepSeek-V3-like mixture of experts: FP8 (F8_E4M3) projection weights, each with an F32
-// "weight_scale_inv" holding one scale per 128x128 block; BF16 norms, router and embeddings.
-// 16 routed experts and one shared expert per layer, at least 16 layers where the size allows.
-std::vector<TensorSpec> DeepSeekTensors(uint64_t total_bytes) {
-  constexpr uint64_t kExperts = 16;
-  constexpr uint64_t kBlock = 128;
-  const uint64_t kHidden[] = {256, 512, 1024, 2048, 4096, 7168};
-  auto layer_bytes = [&](uint64_t h) {
-    const uint64_t m = h / 2;
-    return 2 * h * h + 2 * h * (h / 4) + (kExperts + 1) * 3 * h * m + kExperts * h * 2 + 4 * h;
-  };
-  uint64_t h = kHidden[0];
-  for (uint64_t candidate : kHidden) {
-    if (layer_bytes(candidate) * 16 <= total_bytes) h = candidate;
-  }
-  const uint64_t m = h / 2;
-  uint64_t vocab = 32000;
-  if (4 * vocab * h > total_bytes / 4) vocab = std::max<uint64_t>(kBlock, total_bytes / 16 / (4 * h) / 64 * 64);
-  const uint64_t embed_bytes = 4 * vocab * h;
-  const uint64_t layers =
-      std::max<uint64_t>(1, total_bytes > embed_bytes ? (total_bytes - embed_bytes) / layer_bytes(h) : 1);
-  auto blocks = [](uint64_t n) { return (n + kBlock - 1) / kBlock; };
+// DeepSeek-V3's layout with fixed head, expert and MLP widths. Tensor parallelism splits
+// q_b_proj and kv_b_proj by output (heads), o_proj by input, the experts' and dense MLP's gate/up
+// by output and down by input, and the embeddings and output heads by vocabulary; each of those is
+// a multiple of 8 * 128 so that TP up to 8 cuts FP8 weights between 128x128 scale blocks.
+constexpr uint64_t kFp8Block = 128;
+constexpr uint64_t kTpBlockMultiple = 8 * kFp8Block;
+constexpr uint64_t kDeepSeekHeads = 32;
+constexpr uint64_t kQkNopeHeadDim = 64;
+constexpr uint64_t kQkRopeHeadDim = 32;
+constexpr uint64_t kVHeadDim = 64;
+constexpr uint64_t kRoutedExperts = 16;
+constexpr uint64_t kSharedExperts = 1;
+constexpr uint64_t kExpertsPerToken = 4;
+constexpr uint64_t kFirstDenseLayers = 1;
+constexpr uint64_t kDenseIntermediate = 2048;
+constexpr uint64_t kMoeIntermediate = 1024;  // each routed expert and the shared one
+constexpr uint64_t kDeepSeekVocab = 32768;   // at most; a small total gets fewer
+constexpr uint64_t kDeepSeekMinLayers = 16;  // decoder layers, where the size allows
+constexpr uint64_t kNextNLayers = 1;  // multi-token prediction, numbered after the decoder layers
+constexpr uint64_t kDeepSeekHidden[] = {128, 256, 512, 1024, 2048, 4096, 7168};
+static_assert(kDeepSeekHeads * (kQkNopeHeadDim + kQkRopeHeadDim) % kTpBlockMultiple == 0);
+static_assert(kDeepSeekHeads * (kQkNopeHeadDim + kVHeadDim) % kTpBlockMultiple == 0);
+static_assert(kDeepSeekHeads * kVHeadDim % kTpBlockMultiple == 0);
+static_assert(kDenseIntermediate % kTpBlockMultiple == 0);
+static_assert(kMoeIntermediate * kSharedExperts % kTpBlockMultiple == 0);
+static_assert(kDeepSeekVocab % kTpBlockMultiple == 0);
 
-  std::vector<TensorSpec> t;
+struct DeepSeekShape {
+  uint64_t hidden = 0;
+  uint64_t q_lora_rank = 0;
+  uint64_t kv_lora_rank = 0;
+  uint64_t vocab = 0;
+  uint64_t layers = 0;  // decoder layers, the multi-token prediction layer not counted
+};
+
+enum class DeepSeekLayer { kDense, kMoe, kNextN };
+
+// Appends the tensors of layer `index`, in DeepSeek-V3's order (the multi-token prediction layer
+// wraps a MoE layer in its own norms, input projection and output head). FP8 weights are followed
+// by their scales.
+void AppendDeepSeekLayer(std::vector<TensorSpec>& t, const DeepSeekShape& s, uint64_t index,
+                         DeepSeekLayer kind) {
+  const uint64_t h = s.hidden;
+  auto blocks = [](uint64_t n) { return (n + kFp8Block - 1) / kFp8Block; };
   auto fp8 = [&](const std::string& name, uint64_t out, uint64_t in) {
     t.push_back({name + ".weight", DType::kF8E4M3, {out, in}});
     t.push_back({name + ".weight_scale_inv", DType::kF32, {blocks(out), blocks(in)}});
   };
-  t.push_back({"model.embed_tokens.weight", DType::kBF16, {vocab, h}});
-  for (uint64_t l = 0; l < layers; ++l) {
-    const std::string p = "model.layers." + std::to_string(l) + ".";
-    t.push_back({p + "input_layernorm.weight", DType::kBF16, {h}});
-    fp8(p + "self_attn.q_proj", h, h);
-    fp8(p + "self_attn.kv_a_proj_with_mqa", h / 4, h);
-    fp8(p + "self_attn.kv_b_proj", h, h / 4);
-    fp8(p + "self_attn.o_proj", h, h);
-    t.push_back({p + "post_attention_layernorm.weight", DType::kBF16, {h}});
-    t.push_back({p + "mlp.gate.weight", DType::kBF16, {kExperts, h}});
-    for (uint64_t e = 0; e < kExperts; ++e) {
-      const std::string x = p + "mlp.experts." + std::to_string(e) + ".";
-      fp8(x + "gate_proj", m, h);
-      fp8(x + "up_proj", m, h);
-      fp8(x + "down_proj", h, m);
-    }
-    fp8(p + "mlp.shared_experts.gate_proj", m, h);
-    fp8(p + "mlp.shared_experts.up_proj", m, h);
-    fp8(p + "mlp.shared_experts.down_proj", h, m);
+  auto bf16 = [&](const std::string& name, std::vector<uint64_t> shape) {
+    t.push_back({name, DType::kBF16, std::move(shape)});
+  };
+  auto mlp = [&](const std::string& prefix, uint64_t inter) {
+    fp8(prefix + "gate_proj", inter, h);
+    fp8(prefix + "up_proj", inter, h);
+    fp8(prefix + "down_proj", h, inter);
+  };
+  const std::string p = "model.layers." + std::to_string(index) + ".";
+  if (kind == DeepSeekLayer::kNextN) {
+    bf16(p + "enorm.weight", {h});
+    bf16(p + "hnorm.weight", {h});
+    fp8(p + "eh_proj", h, 2 * h);
   }
-  t.push_back({"model.norm.weight", DType::kBF16, {h}});
-  t.push_back({"lm_head.weight", DType::kBF16, {vocab, h}});
+  bf16(p + "input_layernorm.weight", {h});
+  fp8(p + "self_attn.q_a_proj", s.q_lora_rank, h);
+  bf16(p + "self_attn.q_a_layernorm.weight", {s.q_lora_rank});
+  fp8(p + "self_attn.q_b_proj", kDeepSeekHeads * (kQkNopeHeadDim + kQkRopeHeadDim), s.q_lora_rank);
+  fp8(p + "self_attn.kv_a_proj_with_mqa", s.kv_lora_rank + kQkRopeHeadDim, h);
+  bf16(p + "self_attn.kv_a_layernorm.weight", {s.kv_lora_rank});
+  fp8(p + "self_attn.kv_b_proj", kDeepSeekHeads * (kQkNopeHeadDim + kVHeadDim), s.kv_lora_rank);
+  fp8(p + "self_attn.o_proj", h, kDeepSeekHeads * kVHeadDim);
+  bf16(p + "post_attention_layernorm.weight", {h});
+  if (kind == DeepSeekLayer::kDense) {
+    mlp(p + "mlp.", kDenseIntermediate);
+    return;
+  }
+  bf16(p + "mlp.gate.weight", {kRoutedExperts, h});
+  t.push_back({p + "mlp.gate.e_score_correction_bias", DType::kF32, {kRoutedExperts}});
+  for (uint64_t e = 0; e < kRoutedExperts; ++e) {
+    mlp(p + "mlp.experts." + std::to_string(e) + ".", kMoeIntermediate);
+  }
+  mlp(p + "mlp.shared_experts.", kSharedExperts * kMoeIntermediate);
+  if (kind == DeepSeekLayer::kNextN) {
+    bf16(p + "shared_head.norm.weight", {h});
+    bf16(p + "shared_head.head.weight", {s.vocab, h});
+  }
+}
+
+uint64_t DeepSeekLayerBytes(const DeepSeekShape& s, DeepSeekLayer kind) {
+  std::vector<TensorSpec> t;
+  AppendDeepSeekLayer(t, s, 0, kind);
+  uint64_t bytes = 0;
+  for (const TensorSpec& spec : t) bytes += SpecBytes(spec);
+  return bytes;
+}
+
+// The low-rank widths for hidden size `h`, scaled from DeepSeek-V3's (h = 7168: q_lora_rank 1536,
+// kv_lora_rank 512), which they reproduce; the vocabulary is cut so that the three [vocab, h]
+// matrices (embeddings, lm_head, the prediction layer's head) stay within a quarter of the total.
+DeepSeekShape DeepSeekWidths(uint64_t h, uint64_t total_bytes) {
+  DeepSeekShape s;
+  s.hidden = h;
+  s.q_lora_rank = std::clamp<uint64_t>(h / 2 / kFp8Block * kFp8Block, kFp8Block, 1536);
+  s.kv_lora_rank = std::clamp<uint64_t>(h / 4 / kFp8Block * kFp8Block, kFp8Block, 512);
+  s.vocab = kDeepSeekVocab;
+  if (3 * 2 * s.vocab * h > total_bytes / 4) {
+    s.vocab = std::max(kTpBlockMultiple,
+                       total_bytes / 4 / (3 * 2 * h) / kTpBlockMultiple * kTpBlockMultiple);
+  }
+  return s;
+}
+
+// The widest shape with at least 16 decoder layers (one dense, the rest MoE) in `total_bytes`,
+// with as many layers as fit; the narrowest has at least two (one dense, one MoE) whatever the
+// total, so a small total (below about 20 MiB) gets more than it asked for.
+DeepSeekShape DeepSeekShapeFor(uint64_t total_bytes) {
+  DeepSeekShape best;
+  for (uint64_t h : kDeepSeekHidden) {
+    DeepSeekShape s = DeepSeekWidths(h, total_bytes);
+    const uint64_t fixed = 2 * 2 * s.vocab * h + 2 * h +
+                           DeepSeekLayerBytes(s, DeepSeekLayer::kDense) +
+                           DeepSeekLayerBytes(s, DeepSeekLayer::kNextN);
+    const uint64_t moe = DeepSeekLayerBytes(s, DeepSeekLayer::kMoe);
+    if (h != kDeepSeekHidden[0] &&
+        fixed + (kDeepSeekMinLayers - kFirstDenseLayers) * moe > total_bytes) {
+      break;
+    }
+    s.layers = kFirstDenseLayers +
+               std::max<uint64_t>(1, total_bytes > fixed ? (total_bytes - fixed) / moe : 0);
+    best = s;
+  }
+  return best;
+}
+
+std::vector<TensorSpec> DeepSeekTensors(const DeepSeekShape& s) {
+  std::vector<TensorSpec> t;
+  t.push_back({"model.embed_tokens.weight", DType::kBF16, {s.vocab, s.hidden}});
+  for (uint64_t l = 0; l < s.layers; ++l) {
+    const DeepSeekLayer kind = l < kFirstDenseLayers ? DeepSeekLayer::kDense : DeepSeekLayer::kMoe;
+    AppendDeepSeekLayer(t, s, l, kind);
+  }
+  for (uint64_t l = 0; l < kNextNLayers; ++l) {
+    AppendDeepSeekLayer(t, s, s.layers + l, DeepSeekLayer::kNextN);
+  }
+  t.push_back({"model.norm.weight", DType::kBF16, {s.hidden}});
+  t.push_back({"lm_head.weight", DType::kBF16, {s.vocab, s.hidden}});
   return t;
+}
+
+nlohmann::ordered_json DeepSeekConfig(const DeepSeekShape& s) {
+  nlohmann::ordered_json c;
+  c["architectures"] = {"DeepseekV3ForCausalLM"};
+  c["model_type"] = "deepseek_v3";
+  c["hidden_size"] = s.hidden;
+  c["intermediate_size"] = kDenseIntermediate;
+  c["moe_intermediate_size"] = kMoeIntermediate;
+  c["num_hidden_layers"] = s.layers;
+  c["num_nextn_predict_layers"] = kNextNLayers;
+  c["first_k_dense_replace"] = kFirstDenseLayers;
+  c["moe_layer_freq"] = 1;
+  c["n_routed_experts"] = kRoutedExperts;
+  c["n_shared_experts"] = kSharedExperts;
+  c["num_experts_per_tok"] = kExpertsPerToken;
+  c["num_attention_heads"] = kDeepSeekHeads;
+  c["num_key_value_heads"] = kDeepSeekHeads;
+  c["q_lora_rank"] = s.q_lora_rank;
+  c["kv_lora_rank"] = s.kv_lora_rank;
+  c["qk_nope_head_dim"] = kQkNopeHeadDim;
+  c["qk_rope_head_dim"] = kQkRopeHeadDim;
+  c["v_head_dim"] = kVHeadDim;
+  c["vocab_size"] = s.vocab;
+  c["rms_norm_eps"] = 1e-06;
+  c["tie_word_embeddings"] = false;
+  c["torch_dtype"] = "bfloat16";
+  c["quantization_config"] = {{"activation_scheme", "dynamic"},
+                              {"fmt", "e4m3"},
+                              {"quant_method", "fp8"},
+                              {"weight_block_size", {kFp8Block, kFp8Block}}};
+  return c;
+}
+
+// What a spec writes: the tensors, and config.json's content where the preset has one.
+struct Plan {
+  std::vector<TensorSpec> tensors;
+  std::optional<nlohmann::ordered_json> config;
+};
+
+Result<Plan> MakePlan(const Spec& spec) {
+  const uint64_t bits = DTypeBits(spec.dtype);
+  const uint64_t params = spec.total_bytes * 8 / bits;
+  Plan plan;
+  switch (spec.preset) {
+    case Preset::kManySmall: plan.tensors = ManySmallTensors(params, spec.dtype); break;
+    case Preset::kDeepSeek: {
+      const DeepSeekShape shape = DeepSeekShapeFor(spec.total_bytes);
+      plan.tensors = DeepSeekTensors(shape);
+      plan.config = DeepSeekConfig(shape);
+      break;
+    }
+    case Preset::kLlama:
+    case Preset::kSingleFile: {
+      const LlamaShape shape = LlamaShapeFor(params);
+      plan.tensors = LlamaTensors(shape, spec.dtype);
+      plan.config = LlamaConfig(shape, spec.dtype);
+      break;
+    }
+  }
+  for (const TensorSpec& t : plan.tensors) {
+    uint64_t elements = 1;
+    for (uint64_t d : t.shape) elements *= d;
+    if (elements * DTypeBits(t.dtype) % 8 != 0) {
+      return InvalidArgumentError("tensor '" + t.name + "' would not be a whole number of bytes");
+    }
+  }
+  if (spec.preset != Preset::kSingleFile &&
+      (spec.shards == 0 || spec.shards > plan.tensors.size())) {
+    return InvalidArgumentError("cannot split " + std::to_string(plan.tensors.size()) +
+                                " tensors into " + std::to_string(spec.shards) + " shards");
+  }
+  return plan;
 }
 
 std::string ShardName(uint32_t i, uint32_t k) {
@@ -264,27 +486,14 @@ uint64_t SpecBytes(const TensorSpec& tensor) {
 }
 
 Result<std::vector<TensorSpec>> PlanTensors(const Spec& spec) {
-  const uint64_t bits = DTypeBits(spec.dtype);
-  const uint64_t params = spec.total_bytes * 8 / bits;
-  std::vector<TensorSpec> tensors;
-  switch (spec.preset) {
-    case Preset::kManySmall: tensors = ManySmallTensors(params, spec.dtype); break;
-    case Preset::kDeepSeek: tensors = DeepSeekTensors(spec.total_bytes); break;
-    case Preset::kLlama:
-    case Preset::kSingleFile: tensors = LlamaTensors(params, spec.dtype); break;
-  }
-  for (const TensorSpec& t : tensors) {
-    uint64_t elements = 1;
-    for (uint64_t d : t.shape) elements *= d;
-    if (elements * DTypeBits(t.dtype) % 8 != 0) {
-      return InvalidArgumentError("tensor '" + t.name + "' would not be a whole number of bytes");
-    }
-  }
-  if (spec.preset != Preset::kSingleFile && (spec.shards == 0 || spec.shards > tensors.size())) {
-    return InvalidArgumentError("cannot split " + std::to_string(tensors.size()) +
-                                " tensors into " + std::to_string(spec.shards) + " shards");
-  }
-  return tensors;
+  STLOAD_ASSIGN_OR_RETURN(Plan plan, MakePlan(spec));
+  return std::move(plan.tensors);
+}
+
+Result<std::optional<std::string>> ModelConfig(const Spec& spec) {
+  STLOAD_ASSIGN_OR_RETURN(Plan plan, MakePlan(spec));
+  if (!plan.config) return std::optional<std::string>();
+  return std::optional<std::string>(plan.config->dump(2) + "\n");
 }
 
 std::string SerializeHeader(std::span<const TensorSpec> tensors,
@@ -317,7 +526,10 @@ std::string SerializeHeader(std::span<const TensorSpec> tensors,
 }
 
 Result<Summary> WriteCheckpoint(const std::string& dir, const Spec& spec) {
-  STLOAD_ASSIGN_OR_RETURN(std::vector<TensorSpec> tensors, PlanTensors(spec));
+  static const std::string kConfigName = "config.json";
+  static const std::string kIndexName = "model.safetensors.index.json";
+  STLOAD_ASSIGN_OR_RETURN(Plan plan, MakePlan(spec));
+  const std::vector<TensorSpec>& tensors = plan.tensors;
   STLOAD_ASSIGN_OR_RETURN(std::unique_ptr<OutputDir> out, OpenOutputDir(dir));
   // Every name this spec writes is checked before anything is written.
   if (spec.preset == Preset::kSingleFile) {
@@ -326,15 +538,28 @@ Result<Summary> WriteCheckpoint(const std::string& dir, const Spec& spec) {
     for (uint32_t s = 0; s < spec.shards; ++s) {
       STLOAD_RETURN_IF_ERROR(CheckReplaceable(*out, ShardName(s, spec.shards)));
     }
-    STLOAD_RETURN_IF_ERROR(CheckReplaceable(*out, "model.safetensors.index.json"));
+    STLOAD_RETURN_IF_ERROR(CheckReplaceable(*out, kIndexName));
   }
+  if (plan.config) STLOAD_RETURN_IF_ERROR(CheckReplaceable(*out, kConfigName));
   auto write_shard = [&](const std::string& name, std::span<const TensorSpec> group, uint64_t seed,
                          std::vector<char>& buffer) {
     return WriteAtomically(*out, name, [&](int fd, const std::string& path) {
       return WriteShard(fd, path, group, seed, buffer);
     });
   };
+  auto write_text = [&](const std::string& name, const std::string& text) {
+    return WriteAtomically(*out, name, [&](int fd, const std::string& path) {
+      return WriteAll(fd, text.data(), text.size(), path);
+    });
+  };
   Summary summary;
+  // After the shards, before the index: the index stays the last file written.
+  auto write_config = [&]() -> Status {
+    if (!plan.config) return OkStatus();
+    STLOAD_RETURN_IF_ERROR(write_text(kConfigName, plan.config->dump(2) + "\n"));
+    summary.files.push_back(kConfigName);
+    return OkStatus();
+  };
   std::vector<char> buffer(kFillBufferBytes);
   uint64_t total = 0;
   for (const TensorSpec& t : tensors) total += SpecBytes(t);
@@ -345,6 +570,7 @@ Result<Summary> WriteCheckpoint(const std::string& dir, const Spec& spec) {
     uint64_t seed = spec.seed;
     STLOAD_RETURN_IF_ERROR(write_shard("model.safetensors", tensors, SplitMix64(seed), buffer));
     summary.files.push_back("model.safetensors");
+    STLOAD_RETURN_IF_ERROR(write_config());
     return summary;
   }
 
@@ -371,13 +597,11 @@ Result<Summary> WriteCheckpoint(const std::string& dir, const Spec& spec) {
     STLOAD_RETURN_IF_ERROR(write_shard(name, group, SplitMix64(seed), buffer));
     summary.files.push_back(name);
   }
+  STLOAD_RETURN_IF_ERROR(write_config());
   const std::string text = "{\n  \"metadata\": {\"total_size\": " + std::to_string(total) +
                            "},\n  \"weight_map\": {" + weight_map + "\n  }\n}\n";
-  STLOAD_RETURN_IF_ERROR(
-      WriteAtomically(*out, "model.safetensors.index.json", [&](int fd, const std::string& path) {
-        return WriteAll(fd, text.data(), text.size(), path);
-      }));
-  summary.files.push_back("model.safetensors.index.json");
+  STLOAD_RETURN_IF_ERROR(write_text(kIndexName, text));
+  summary.files.push_back(kIndexName);
   return summary;
 }
 
