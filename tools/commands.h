@@ -11,6 +11,8 @@ using Runner = std::function<int()>;
 
 Runner AddInspectCommand(CLI::App& app);
 Runner AddHashCommand(CLI::App& app);
+Runner AddPlanCommand(CLI::App& app);
+Runner AddRulesCommand(CLI::App& app);
 Runner AddLoadCommand(CLI::App& app);
 Runner AddMakeCheckpointCommand(CLI::App& app);
 Runner AddBenchCommand(CLI::App& app);

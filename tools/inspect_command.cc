@@ -15,7 +15,29 @@ namespace {
 struct InspectArgs {
   std::string path;
   bool json = false;
+  RankFlags ranks;
 };
+
+// A tensor as the rank sees it: its part's shape and size (whole without rank flags).
+struct Shown {
+  const TensorInfo* info;
+  std::vector<uint64_t> shape;
+  uint64_t bytes;
+};
+
+std::vector<Shown> ShownTensors(const Checkpoint& ckpt, const std::vector<TensorPart>& parts) {
+  std::vector<Shown> out;
+  for (const TensorPart& p : parts) {
+    if (p.action == TensorPart::Action::kSkip) continue;
+    const TensorInfo& t = ckpt.tensors()[p.tensor];
+    uint64_t elements = 1;
+    for (uint64_t d : p.shape) elements *= d;
+    out.push_back({&t, p.shape,
+                   p.action == TensorPart::Action::kWhole ? t.size_bytes()
+                                                          : elements * DTypeBits(t.dtype) / 8});
+  }
+  return out;
+}
 
 std::string ShapeText(const std::vector<uint64_t>& shape) {
   std::string s = "[";
@@ -54,14 +76,20 @@ std::string EscapeJsonForTerminal(const std::string& text) {
   return out;
 }
 
-void PrintJson(const Checkpoint& ckpt) {
+void PrintJson(const Checkpoint& ckpt, const std::vector<Shown>& shown, bool ranked) {
   nlohmann::ordered_json tensors = nlohmann::ordered_json::array();
-  for (const TensorInfo& t : ckpt.tensors()) {
-    tensors.push_back({{"name", t.name},
-                       {"dtype", std::string(DTypeName(t.dtype))},
-                       {"shape", t.shape},
-                       {"file", ckpt.shards()[t.shard].file_name},
-                       {"data_offsets", {t.begin, t.end}}});
+  for (const Shown& s : shown) {
+    const TensorInfo& t = *s.info;
+    nlohmann::ordered_json j = {{"name", t.name},
+                                {"dtype", std::string(DTypeName(t.dtype))},
+                                {"shape", s.shape},
+                                {"file", ckpt.shards()[t.shard].file_name},
+                                {"data_offsets", {t.begin, t.end}}};
+    if (ranked) {
+      j["full_shape"] = t.shape;
+      j["part_bytes"] = s.bytes;
+    }
+    tensors.push_back(std::move(j));
   }
   nlohmann::ordered_json metadata = nlohmann::ordered_json::object();
   for (const auto& [key, value] : ckpt.metadata()) metadata[key] = value;
@@ -78,7 +106,7 @@ void PrintJson(const Checkpoint& ckpt) {
         "\n");
 }
 
-void PrintTable(const Checkpoint& ckpt) {
+void PrintTable(const Checkpoint& ckpt, const std::vector<Shown>& shown, bool ranked) {
   struct Row {
     std::string name, dtype, shape, size, file;
   };
@@ -86,10 +114,12 @@ void PrintTable(const Checkpoint& ckpt) {
   rows.push_back({"NAME", "DTYPE", "SHAPE", "SIZE", "FILE"});
   // Names come from the files: escaped, so that a name cannot move the cursor, clear the screen,
   // retitle the terminal or fake rows.
-  for (const TensorInfo& t : ckpt.tensors()) {
-    rows.push_back({EscapeForTerminal(t.name), std::string(DTypeName(t.dtype)), ShapeText(t.shape),
-                    FormatBytes(t.size_bytes()),
-                    EscapeForTerminal(ckpt.shards()[t.shard].file_name)});
+  uint64_t part_bytes = 0;
+  for (const Shown& s : shown) {
+    const TensorInfo& t = *s.info;
+    rows.push_back({EscapeForTerminal(t.name), std::string(DTypeName(t.dtype)), ShapeText(s.shape),
+                    FormatBytes(s.bytes), EscapeForTerminal(ckpt.shards()[t.shard].file_name)});
+    part_bytes += s.bytes;
   }
   size_t w[4] = {0, 0, 0, 0};
   for (const Row& r : rows) {
@@ -110,6 +140,11 @@ void PrintTable(const Checkpoint& ckpt) {
   out += std::to_string(ckpt.tensors().size()) + " tensors, " + FormatBytes(ckpt.total_bytes()) +
          " (" + std::to_string(ckpt.total_bytes()) + " bytes) in " + std::to_string(files) +
          (files == 1 ? " file" : " files") + (ckpt.has_index() ? " (with index)" : "") + "\n";
+  if (ranked) {
+    out += "this rank: " + std::to_string(shown.size()) + " tensors (" +
+           std::to_string(ckpt.tensors().size() - shown.size()) + " skipped), " +
+           FormatBytes(part_bytes) + " (" + std::to_string(part_bytes) + " bytes)\n";
+  }
   const Metadata metadata = ckpt.metadata();
   for (const auto& [key, value] : metadata) {
     out += "metadata: " + EscapeForTerminal(key) + " = " + EscapeForTerminal(value) + "\n";
@@ -128,15 +163,22 @@ Runner AddInspectCommand(CLI::App& app) {
       ->required();
   cmd->add_flag("--json", args->json,
                 "Print one JSON object: tensors (name, dtype, shape, file, data_offsets), "
-                "metadata, total_bytes");
+                "metadata, total_bytes (with rank flags: the part's shape, full_shape and "
+                "part_bytes)");
+  args->ranks.AddTo(*cmd);
   return [args] {
     Result<Checkpoint> ckpt = Checkpoint::Open(args->path);
     if (!ckpt.ok()) return ReportError(ckpt.status(), args->path);
     for (const std::string& w : ckpt->warnings()) Warn(w);
+    LoadConfig config;
+    args->ranks.ApplyTo(config);
+    Result<std::vector<TensorPart>> parts = SelectPartsOrUsageError(*ckpt, config);
+    if (!parts.ok()) return ReportError(parts.status(), args->path);
+    const std::vector<Shown> shown = ShownTensors(*ckpt, *parts);
     if (args->json) {
-      PrintJson(*ckpt);
+      PrintJson(*ckpt, shown, !config.rules.empty());
     } else {
-      PrintTable(*ckpt);
+      PrintTable(*ckpt, shown, !config.rules.empty());
     }
     return static_cast<int>(kExitOk);
   };

@@ -41,6 +41,8 @@ int Run(int argc, char** argv) {
   add(AddInspectCommand);
   add(AddLoadCommand);
   add(AddHashCommand);
+  add(AddPlanCommand);
+  add(AddRulesCommand);
   add(AddBenchCommand);
   add(AddMakeCheckpointCommand);
 

@@ -153,6 +153,37 @@ Result<std::optional<RankSelection>> ResolveRankSelection(const Checkpoint& chec
 Result<std::vector<TensorPart>> SelectParts(const Checkpoint& checkpoint,
                                             const LoadConfig& config);
 
+// `count` runs of `run_bytes`, `stride_bytes` apart, the first at byte `offset` of a shard's file.
+struct FileRun {
+  uint32_t shard = 0;
+  uint64_t offset = 0;
+  uint64_t run_bytes = 0;
+  uint64_t stride_bytes = 0;
+  uint64_t count = 0;
+  uint64_t bytes() const { return run_bytes * count; }
+};
+
+// The file bytes of one part, in the order of its dense C-order result (empty for kSkip and for
+// an empty part).
+Result<std::vector<FileRun>> PartFileRuns(const Checkpoint& checkpoint, const TensorPart& part);
+
+// What a Loader opened with `config` reads for `parts`: the bytes the parts need, the file
+// bytes its plan reads (gaps read with strided runs, O_DIRECT's aligned edges included), its
+// read operations, and the file ranges read ([begin, end) per shard, in plan order).
+struct PlannedReads {
+  struct Range {
+    uint32_t shard = 0;
+    uint64_t begin = 0;
+    uint64_t end = 0;
+  };
+  uint64_t bytes_needed = 0;
+  uint64_t bytes_read = 0;
+  uint64_t reads = 0;
+  std::vector<Range> ranges;
+};
+Result<PlannedReads> PlanPartReads(const Checkpoint& checkpoint, std::span<const TensorPart> parts,
+                                   const LoadConfig& config);
+
 // The checkpoint's config.json (in its directory; a lone file's folder), or nullopt when there is
 // none. kIoError when it exists but cannot be read.
 Result<std::optional<std::string>> ReadModelConfig(const Checkpoint& checkpoint);
