@@ -16,6 +16,7 @@
 #include "status_error.h"
 #include "stload/checkpoint.h"
 #include "stload/loader.h"
+#include "stload/sharding.h"
 
 namespace py = pybind11;
 
@@ -100,6 +101,25 @@ class PyCheckpoint {
     return out;
   }
 
+  // This rank's part of every tensor (rank-aware loading), in file order: ("skip", None, None),
+  // ("whole", None, shape) or ("slice", [(begin, end)] per dimension, shape).
+  py::list Parts(const PyLoadConfig& config) const {
+    Result<std::vector<TensorPart>> parts = SelectParts(checkpoint_, config);
+    if (!parts.ok()) ThrowStatus(parts.status());
+    py::list out;
+    for (const TensorPart& p : *parts) {
+      py::object box = py::none();
+      if (p.action == TensorPart::Action::kSlice) {
+        py::list dims;
+        for (const DimRange& d : p.slice.dims) dims.append(py::make_tuple(d.begin, d.end));
+        box = dims;
+      }
+      py::object shape = p.action == TensorPart::Action::kSkip ? py::none() : py::cast(p.shape);
+      out.append(py::make_tuple(std::string(PartActionName(p.action)), box, shape));
+    }
+    return out;
+  }
+
   py::object Index(const std::string& name) const {
     std::optional<uint32_t> i = checkpoint_.Find(name);
     return i ? py::object(py::int_(*i)) : py::object(py::none());
@@ -178,6 +198,8 @@ void BindCheckpoint(py::module_& m) {
                            "An opened, validated checkpoint (see stload.safe_open, load_into).")
       .def_property_readonly("path", [](const PyCheckpoint& c) { return PathToPython(c.path()); })
       .def("tensors", &PyCheckpoint::Tensors, "[(name, dtype, shape)] in file order.")
+      .def("parts", &PyCheckpoint::Parts, py::arg("config"),
+           "This rank's part of each tensor, in file order: [(action, box, shape)].")
       .def("index", &PyCheckpoint::Index, py::arg("name"),
            "The tensor's index, or None when the checkpoint has no tensor of that name.")
       .def("metadata", &PyCheckpoint::Metadata, "Every shard's __metadata__, merged.")

@@ -27,6 +27,13 @@ py::dict ToDict(const PyLoadConfig& c) {
   d["chunk_bytes"] = c.chunk_bytes;
   d["memory_limit"] = MemoryLimit(c);
   d["order"] = std::string(LoadOrderName(c.order));
+  d["tp_size"] = c.tp_size;
+  d["tp_rank"] = c.tp_rank;
+  d["ep_size"] = c.ep_size ? py::cast(*c.ep_size) : py::none();
+  d["ep_rank"] = c.ep_rank;
+  d["pp_size"] = c.pp_size;
+  d["pp_rank"] = c.pp_rank;
+  d["rules"] = c.rules.empty() ? py::none() : py::cast(c.rules);
   return d;
 }
 
@@ -69,7 +76,8 @@ void BindLoadConfig(py::module_& m) {
   py::class_<PyLoadConfig> cls(m, "LoadConfig", R"doc(
 How a checkpoint is loaded: the original loader's keys (enable_multithread_load, num_threads,
 disable_mmap) plus stload's own (direct_io, io_uring, uring_depth, chunk_bytes, memory_limit,
-order). LoadConfig(**keys) takes the same keys as model_loader_extra_config and validates them
+order) and rank-aware loading's (tp_size, tp_rank, ep_size, ep_rank, pp_size, pp_rank, rules:
+iterators and load_file then give this rank's part of each tensor it gets). LoadConfig(**keys) takes the same keys as model_loader_extra_config and validates them
 the same way (unknown keys, wrong types and out-of-range values raise stload.InvalidArgumentError
 naming the key); None means "unset". Attributes can be changed afterwards: each takes what its
 key takes and is validated when set, the same way (None: the default). memory_limit reads None
@@ -116,6 +124,17 @@ which keeps them all, has no limit.)doc");
         c.order = ParseKey("order", value, &LoadConfig::order);
       },
       "Delivery order: 'natural', 'index', 'file' or 'any'.");
+  DefKey(cls, "tp_size", &LoadConfig::tp_size,
+         "Rank-aware loading: tensor-parallel group size (>= 1; > 1 needs rules).");
+  DefKey(cls, "tp_rank", &LoadConfig::tp_rank, "This process's tensor-parallel rank.");
+  DefKey(cls, "ep_size", &LoadConfig::ep_size,
+         "Expert-parallel group size, or None: no EP group (expert rules split or replicate).");
+  DefKey(cls, "ep_rank", &LoadConfig::ep_rank, "This process's expert-parallel rank.");
+  DefKey(cls, "pp_size", &LoadConfig::pp_size, "Pipeline stages (>= 1; > 1 needs rules).");
+  DefKey(cls, "pp_rank", &LoadConfig::pp_rank, "This process's pipeline stage.");
+  DefKey(cls, "rules", &LoadConfig::rules,
+         "How tensors are split: 'llama', 'deepseek-v3' (from the checkpoint's config.json), a "
+         "rules file's path or its JSON text; '' or None: none.");
   cls.def("reader_threads", &LoadConfig::reader_threads,
           "Threads that read: num_threads when enable_multithread_load, else 1.");
   cls.def(

@@ -89,7 +89,9 @@ def load_into(path, destinations: Mapping, load_config=None, *,
         destinations: ``{name: tensor}``; each value is a CPU ``torch.Tensor`` or a
             ``numpy.ndarray`` of the tensor's dtype (or uint8 for raw bytes), contiguous and
             exactly the tensor's size, or any writable object with the buffer protocol or
-            ``__dlpack__`` of that size.
+            ``__dlpack__`` of that size. With rank-aware loading (``rules`` and tp/ep/pp keys in
+            ``load_config``) each receives this rank's part and must be the part's size; a
+            tensor this rank does not get is an error.
         load_config: extra-config keys (dict), a :class:`stload.LoadConfig`, an engine's load
             config with ``model_loader_extra_config``, or None (8 reader threads, pread).
         progress: ``progress(done_bytes, total_bytes)``, called every 50 ms and at the end.
@@ -110,6 +112,8 @@ def load_into(path, destinations: Mapping, load_config=None, *,
         checkpoint = _stload.open_checkpoint(path)
         tensors = checkpoint.tensors()
         entries = []
+        # Rank-aware loading: each destination receives this rank's part of its tensor.
+        parts = checkpoint.parts(config) if config.rules else None
         for name, target in destinations.items():
             index = checkpoint.index(name) if isinstance(name, str) else None
             if index is None:
@@ -117,7 +121,14 @@ def load_into(path, destinations: Mapping, load_config=None, *,
                                            "the checkpoint", code="invalid argument")
             dtype = tensors[index][1]
             what = f"destination for tensor {name!r}"
-            entries.append((index, memory_of(target, dtype, what), None))
+            box = None
+            if parts is not None:
+                action, box, _ = parts[index]
+                if action == "skip":
+                    raise InvalidArgumentError(
+                        f"{_display(checkpoint.path)}: tensor {name!r} is not this rank's "
+                        "(the rules skip it here)", code="invalid argument")
+            entries.append((index, memory_of(target, dtype, what), box))
     except BaseException:
         reporter.close()
         raise

@@ -103,6 +103,20 @@ class safe_open:  # noqa: N801 (Hugging Face's name)
         self._checkpoint = _stload.open_checkpoint(filename)
         self._tensors = {name: (index, dtype, shape)
                          for index, (name, dtype, shape) in enumerate(self._checkpoint.tensors())}
+        # Rank-aware loading: keys() are this rank's tensors, get_tensor and load_all give its
+        # parts; get_slice still indexes the whole tensor (the caller slices).
+        self._boxes = {}
+        if self._config.rules:
+            parts = self._checkpoint.parts(self._config)
+            names = list(self._tensors)
+            for name in names:
+                index, dtype, shape = self._tensors[name]
+                action, box, part_shape = parts[index]
+                if action == "skip":
+                    del self._tensors[name]
+                    continue
+                self._boxes[name] = box
+                self._tensors[name] = (index, dtype, part_shape)
         self._file_order = list(self._tensors)
 
     def __enter__(self):
@@ -140,15 +154,17 @@ class safe_open:  # noqa: N801 (Hugging Face's name)
         return self._open().metadata() or None
 
     def get_tensor(self, name: str):
-        """The whole tensor, in fresh memory."""
+        """The whole tensor (with rank-aware loading: this rank's part), in fresh memory."""
         index, dtype, shape = self._info(name)
         out = self._allocator.empty(name, dtype, list(shape))
-        self._read([(index, memory_of(out, dtype, f"tensor {name!r}"), None)])
+        self._read([(index, memory_of(out, dtype, f"tensor {name!r}"), self._boxes.get(name))])
         return self._allocator.finish(out)
 
     def get_slice(self, name: str) -> "SafeSlice":
         """A view of the tensor whose ``[...]`` reads only the indexed part."""
         index, dtype, shape = self._info(name)
+        if name in self._boxes:  # the whole tensor's shape: the caller slices
+            shape = self._checkpoint.tensors()[index][2]
         return SafeSlice(self, name, index, dtype, list(shape))
 
     def load_all(self, *, progress=None, use_tqdm_on_load: bool = False) -> dict:
@@ -158,7 +174,8 @@ class safe_open:  # noqa: N801 (Hugging Face's name)
         for name in self._file_order:
             index, dtype, shape = self._tensors[name]
             out[name] = self._allocator.empty(name, dtype, list(shape))
-            entries.append((index, memory_of(out[name], dtype, f"tensor {name!r}"), None))
+            entries.append((index, memory_of(out[name], dtype, f"tensor {name!r}"),
+                            self._boxes.get(name)))
         self._read(entries, Reporter(progress, use_tqdm_on_load, "Loading safetensors"))
         return {name: self._allocator.finish(t) for name, t in out.items()}
 
