@@ -85,9 +85,10 @@ struct PlanOptions {
   // Slices: two runs in the same file closer than this are read as one piece, gap included;
   // farther apart, separately (see read_plan.cc for the policy and why).
   uint64_t gap_bytes = 4096;
-  // Slices: at most this many reads per file for the runs gap_bytes keeps apart (0: no limit).
-  // Over the budget, the slices that save the fewest bytes per read are read as their covering
-  // range instead, in one piece per chunk (see read_plan.cc).
+  // Slices of an O_DIRECT plan (alignment > 1): at most this many reads per file for the runs
+  // gap_bytes keeps apart (0: no limit). Over the budget, the slices that save the fewest bytes
+  // per read are read as their covering range instead, one piece per chunk. Buffered plans
+  // (alignment 1) keep every strided read (see read_plan.cc for the measurements).
   uint64_t max_strided_reads_per_file = 1024;
 };
 
