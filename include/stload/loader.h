@@ -67,8 +67,9 @@ struct LoadStats {
 // Copies are cheap (shared ownership). Thread-compatible.
 //
 // With rank-aware loading (LoadConfig::tp_size, ..., rules) a Weight is this rank's part of a
-// tensor: info() has the tensor's name and dtype, the part's shape, and begin 0 / end the part's
-// size; bytes() are the part's elements, dense in C order.
+// tensor. A part that is a slice has an info() of its own: the tensor's name, dtype and shard,
+// the part's shape, begin 0 and end the part's size, file_offset its first byte; bytes() are the
+// part's elements, dense in C order. A tensor the rank gets whole has the checkpoint's info().
 class Weight {
  public:
   Weight() = default;

@@ -185,7 +185,8 @@ Result<PlannedReads> PlanPartReads(const Checkpoint& checkpoint, std::span<const
                                    const LoadConfig& config);
 
 // The checkpoint's config.json (in its directory; a lone file's folder), or nullopt when there is
-// none. kIoError when it exists but cannot be read.
+// none. kInvalidArgument when it is not a regular file (a directory), kIoError when it cannot be
+// read.
 Result<std::optional<std::string>> ReadModelConfig(const Checkpoint& checkpoint);
 
 }  // namespace stload

@@ -16,6 +16,10 @@ py::dict StatsToPython(const LoadStats& stats) {
   out["bytes_read"] = stats.bytes_read;
   out["peak_held_bytes"] = stats.peak_held_bytes;
   out["fresh_bytes"] = stats.fresh_bytes;
+  out["bytes_needed"] = stats.bytes_needed;
+  out["bytes_planned"] = stats.bytes_planned;
+  out["reads_planned"] = stats.reads_planned;
+  out["tensors_skipped"] = stats.tensors_skipped;
   py::dict by_path;  // file bytes read with each method (O_DIRECT with its aligned edges)
   for (ReadPath path : {ReadPath::kPread, ReadPath::kMmap, ReadPath::kDirect}) {
     by_path[py::str(std::string(ReadPathName(path)))] =

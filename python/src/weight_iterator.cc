@@ -263,6 +263,11 @@ namespace {
 void AddReadBytes(LoadStats& into, const LoadStats& from) {
   for (size_t i = 0; i < into.bytes_by_path.size(); ++i) into.bytes_by_path[i] += from.bytes_by_path[i];
   into.shards.insert(into.shards.end(), from.shards.begin(), from.shards.end());
+  // What each loader's plan asked for (several checkpoints: added up).
+  into.bytes_needed += from.bytes_needed;
+  into.bytes_planned += from.bytes_planned;
+  into.reads_planned += from.reads_planned;
+  into.tensors_skipped += from.tensors_skipped;
 }
 
 }  // namespace

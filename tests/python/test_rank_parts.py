@@ -273,8 +273,13 @@ def test_python_entry_points_give_the_rank_part(llama, llama_full, cli, torch):
     expected = oracle(llama_full, rules, 4, 2)
     loaded = stload.load_file(llama, keys)
     assert {n: raw_bytes(v).tobytes() for n, v in loaded.items()} == expected
-    streamed = {n: raw_bytes(v).tobytes() for n, v in stload.get_weight_iterator(llama, keys)}
+    with stload.get_weight_iterator(llama, keys) as it:
+        streamed = {n: raw_bytes(v).tobytes() for n, v in it}
+        stats = it.stats
     assert streamed == expected
+    assert stats["bytes_needed"] == sum(len(b) for b in expected.values())
+    assert stats["bytes_planned"] >= stats["bytes_needed"] and stats["reads_planned"] > 0
+    assert stats["tensors_skipped"] == len(llama_full) - len(expected)
     name = "model.layers.1.mlp.down_proj.weight"
     with stload.safe_open(llama, framework="pt", load_config=keys) as f:
         assert set(f.keys()) == set(expected)
