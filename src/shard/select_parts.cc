@@ -7,11 +7,11 @@
 #include <algorithm>
 #include <charconv>
 #include <map>
-#include <regex>
 #include <set>
 
 #include "format/slice_layout.h"
 #include "shard/model_config.h"
+#include "shard/name_matcher.h"
 #include "stload/load_config.h"
 #include "stload/sharding.h"
 
@@ -49,18 +49,6 @@ std::optional<uint64_t> LayerIndex(std::string_view name) {
     }
     from = at + 1;
   }
-}
-
-std::vector<std::regex> Compile(std::span<const std::string> patterns) {
-  std::vector<std::regex> out;
-  out.reserve(patterns.size());
-  for (const std::string& p : patterns) out.emplace_back(p, std::regex::ECMAScript);
-  return out;
-}
-
-bool AnyFullMatch(const std::vector<std::regex>& res, const std::string& name) {
-  return std::any_of(res.begin(), res.end(),
-                     [&](const std::regex& re) { return std::regex_match(name, re); });
 }
 
 // The range of dimension `d` (size n) that TP rank r of W gets under `rule`, or an error.
@@ -199,34 +187,34 @@ Result<std::vector<TensorPart>> SelectParts(const Checkpoint& checkpoint,
     stage_layers = stages[static_cast<size_t>(rank.pp_rank)];
     if (rank.pp_rank == rank.pp_size - 1) stage_layers->end = UINT64_MAX;  // and beyond
   }
-  const std::vector<std::regex> first_stage = Compile(rules.first_stage);
-  const std::vector<std::regex> last_stage = Compile(rules.last_stage);
-  std::vector<std::regex> matchers;
-  matchers.reserve(rules.rules.size());
-  for (const ShardingRule& r : rules.rules) matchers.emplace_back(r.match, std::regex::ECMAScript);
+  shard::FirstMatch first_stage(rules.first_stage);
+  shard::FirstMatch last_stage(rules.last_stage);
+  std::vector<std::string> patterns;
+  std::vector<int> groups;
+  for (const ShardingRule& r : rules.rules) {
+    patterns.push_back(r.match);
+    groups.push_back(r.expert.value_or(0));
+  }
+  shard::FirstMatch matcher(patterns, groups);
 
   // The deciding rule of every tensor (experts are counted over the whole checkpoint).
   std::vector<Decision> decisions(tensors.size());
   std::vector<std::set<uint64_t>> expert_ids(rules.rules.size());
-  std::smatch m;
   for (size_t i = 0; i < tensors.size(); ++i) {
-    const std::string& name = tensors[i].name;
-    for (size_t k = 0; k < rules.rules.size(); ++k) {
-      if (!std::regex_match(name, m, matchers[k])) continue;
-      Decision& d = decisions[i];
-      d.rule = static_cast<int>(k);
-      if (const std::optional<int> g = rules.rules[k].expert) {
-        const std::string id = m[static_cast<size_t>(*g)].str();
-        uint64_t x = 0;
-        const auto [end, ec] = std::from_chars(id.data(), id.data() + id.size(), x);
-        if (id.empty() || ec != std::errc() || end != id.data() + id.size()) {
-          d.bad_expert = true;
-        } else {
-          d.expert = x;
-          expert_ids[k].insert(x);
-        }
+    const shard::FirstMatch::Match m = matcher.Find(tensors[i].name);
+    if (m.index < 0) continue;
+    Decision& d = decisions[i];
+    d.rule = m.index;
+    if (rules.rules[static_cast<size_t>(m.index)].expert) {
+      const std::string_view id = m.group;
+      uint64_t x = 0;
+      const auto [end, ec] = std::from_chars(id.data(), id.data() + id.size(), x);
+      if (!m.group_matched || id.empty() || ec != std::errc() || end != id.data() + id.size()) {
+        d.bad_expert = true;
+      } else {
+        d.expert = x;
+        expert_ids[static_cast<size_t>(m.index)].insert(x);
       }
-      break;
     }
   }
 
@@ -243,9 +231,9 @@ Result<std::vector<TensorPart>> SelectParts(const Checkpoint& checkpoint,
     };
     if (stage_layers) {
       bool keep = true;
-      if (AnyFullMatch(first_stage, t.name)) {
+      if (first_stage.Find(t.name).index >= 0) {
         keep = rank.pp_rank == 0;
-      } else if (AnyFullMatch(last_stage, t.name)) {
+      } else if (last_stage.Find(t.name).index >= 0) {
         keep = rank.pp_rank == rank.pp_size - 1;
       } else if (std::optional<uint64_t> l = LayerIndex(t.name)) {
         keep = *l >= stage_layers->begin && *l < stage_layers->end;
