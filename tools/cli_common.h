@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -95,6 +96,9 @@ std::string EscapeLikeSha256sum(std::string_view name, bool& escaped);
 // the Unicode bidirectional overrides as \uHHHH, bytes that are not UTF-8 as \xHH; other UTF-8
 // unchanged. With `escape_backslash`, a backslash becomes two, so the escaped form is unambiguous.
 std::string EscapeForTerminal(std::string_view text, bool escape_backslash = true);
+
+// "[4096, 128]".
+std::string ShapeText(std::span<const uint64_t> shape);
 
 // "1.50 GiB", "512 B".
 std::string FormatBytes(uint64_t bytes);

@@ -28,22 +28,11 @@ struct Shown {
 std::vector<Shown> ShownTensors(const Checkpoint& ckpt, const std::vector<TensorPart>& parts) {
   std::vector<Shown> out;
   for (const TensorPart& p : parts) {
-    if (p.action == TensorPart::Action::kSkip) continue;
-    const TensorInfo& t = ckpt.tensors()[p.tensor];
-    uint64_t elements = 1;
-    for (uint64_t d : p.shape) elements *= d;
-    out.push_back({&t, p.shape,
-                   p.action == TensorPart::Action::kWhole ? t.size_bytes()
-                                                          : elements * DTypeBits(t.dtype) / 8});
+    if (p.action != TensorPart::Action::kSkip) out.push_back({&ckpt.tensors()[p.tensor], p.shape, p.bytes});
   }
   return out;
 }
 
-std::string ShapeText(const std::vector<uint64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
 
 // `text` is valid UTF-8 JSON, so these code points occur only inside strings, where \uHHHH means
 // the same.

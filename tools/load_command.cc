@@ -42,21 +42,12 @@ struct Report {
   LoadStats stats;
 };
 
-// The dense size of a part: its elements times the dtype's bits (whole bytes: SelectParts
-// refuses parts that cut a byte).
-uint64_t PartBytes(const TensorInfo& t, const TensorPart& part) {
-  if (part.action == TensorPart::Action::kWhole) return t.size_bytes();
-  uint64_t elements = 1;
-  for (uint64_t d : part.shape) elements *= d;
-  return elements * DTypeBits(t.dtype) / 8;
-}
-
 Status RunPrealloc(const Checkpoint& ckpt, const LoadConfig& config,
                    const std::vector<TensorPart>& parts, ProgressFn progress, Report& report) {
   const Clock::time_point setup = Clock::now();
   uint64_t total = 0;
   for (const TensorPart& p : parts) {
-    if (p.action != TensorPart::Action::kSkip) total += PartBytes(ckpt.tensors()[p.tensor], p);
+    total += p.bytes;
   }
   TouchedMemory memory(total);
   if (!memory.ok()) {
@@ -68,7 +59,7 @@ Status RunPrealloc(const Checkpoint& ckpt, const LoadConfig& config,
   uint64_t offset = 0;
   for (const TensorPart& p : parts) {
     if (p.action == TensorPart::Action::kSkip) continue;
-    const uint64_t size = PartBytes(ckpt.tensors()[p.tensor], p);
+    const uint64_t size = p.bytes;
     destinations.push_back({p.tensor, std::span(memory.data() + offset, size), p.slice});
     offset += size;
   }

@@ -22,11 +22,6 @@ struct PlanArgs {
   bool json = false;
 };
 
-std::string ShapeText(const std::vector<uint64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
 
 // "OFFSET+BYTES" for one run, "OFFSET+BYTESxCOUNT/STRIDE" for a strided one.
 std::string RunText(const FileRun& r) {

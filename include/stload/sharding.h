@@ -106,6 +106,7 @@ struct TensorPart {
   Action action = Action::kWhole;
   TensorSlice slice;            // kSlice: the box (one range per dimension)
   std::vector<uint64_t> shape;  // the part's shape (the tensor's for kWhole; empty for kSkip)
+  uint64_t bytes = 0;           // the part's dense size (0 for kSkip)
 };
 
 // "skip", "whole", "slice".

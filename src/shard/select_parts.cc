@@ -228,6 +228,7 @@ Result<std::vector<TensorPart>> SelectParts(const Checkpoint& checkpoint,
     auto skip = [&] {
       part.action = TensorPart::Action::kSkip;
       part.shape.clear();
+      part.bytes = 0;
     };
     if (stage_layers) {
       bool keep = true;
@@ -245,6 +246,7 @@ Result<std::vector<TensorPart>> SelectParts(const Checkpoint& checkpoint,
     }
     part.action = TensorPart::Action::kWhole;
     part.shape = t.shape;
+    part.bytes = t.size_bytes();
     const Decision& d = decisions[i];
     if (d.rule < 0) {
       if (rules.unmatched == ShardingRules::Default::kError) {
@@ -302,9 +304,9 @@ Result<std::vector<TensorPart>> SelectParts(const Checkpoint& checkpoint,
     }
     part.shape[dim] = range->end - range->begin;
     // A part that starts or ends inside a byte (F4, F6) cannot be delivered as whole bytes.
-    if (Result<uint64_t> bytes = format::SliceBytes(t, part.slice); !bytes.ok()) {
-      return TensorError(checkpoint, t, what + ": " + bytes.status().reason());
-    }
+    Result<uint64_t> bytes = format::SliceBytes(t, part.slice);
+    if (!bytes.ok()) return TensorError(checkpoint, t, what + ": " + bytes.status().reason());
+    part.bytes = *bytes;
   }
   return parts;
 }
@@ -329,6 +331,7 @@ Result<std::vector<TensorPart>> SelectParts(const Checkpoint& checkpoint,
   for (size_t i = 0; i < parts.size(); ++i) {
     parts[i].tensor = static_cast<uint32_t>(i);
     parts[i].shape = checkpoint.tensors()[i].shape;
+    parts[i].bytes = checkpoint.tensors()[i].size_bytes();
   }
   return parts;
 }

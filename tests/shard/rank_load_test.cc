@@ -379,6 +379,11 @@ TEST_P(RankPlan, RangesCoverEveryPartAndRanksCoverEveryTensor) {
       ASSERT_TRUE(plan.ok()) << plan.status().ToString();
       EXPECT_EQ(plan->bytes_needed, SumBytes(expected)) << W << "/" << r;
       EXPECT_GE(plan->bytes_read, plan->bytes_needed) << W << "/" << r;
+      for (const TensorPart& part : *parts) {  // each part's size is its hand-cut bytes
+        const auto it = expected.find(checkpoint.tensors()[part.tensor].name);
+        EXPECT_EQ(part.bytes, it == expected.end() ? 0 : it->second.bytes.size())
+            << checkpoint.tensors()[part.tensor].name << " " << W << "/" << r;
+      }
       EXPECT_GE(plan->reads, 1u);
 
       std::vector<Intervals> planned(checkpoint.shards().size());
