@@ -143,6 +143,7 @@ class Loader {
 
  private:
   struct Impl;
+  friend struct LoaderFactory;  // the library's: starts a Loader on a plan it made
   explicit Loader(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

@@ -26,6 +26,7 @@ enum class ErrorCode {
   kResourceExhausted,  // out of memory or another limit
   kCancelled,          // the work was stopped before it finished
   kInternal,           // a bug in stload
+  kDeadlineExceeded,   // other ranks of a distributed load did not answer in time
 };
 
 // "corrupt", "io error", ...: for messages and Python exception mapping.

@@ -124,8 +124,17 @@ std::string Engine::TensorAt(uint32_t block, std::optional<uint64_t> offset) con
       return t.name;
     }
   }
+  if (offset) {  // a block read for another rank (distributed loads) has no placements
+    const ShardInfo& shard = checkpoint_.shards()[pb.shard];
+    for (uint32_t t = shard.first_tensor; t < shard.first_tensor + shard.tensor_count; ++t) {
+      if (*offset >= tensors[t].file_offset && *offset < tensors[t].file_offset + tensors[t].size_bytes()) {
+        return tensors[t].name;
+      }
+    }
+  }
   if (!pb.placements.empty()) return tensors[plan_.requests[pb.placements.front().request].tensor].name;
-  return tensors[plan_.requests[pb.first].tensor].name;
+  if (pb.first < plan_.requests.size()) return tensors[plan_.requests[pb.first].tensor].name;
+  return {};
 }
 
 void Engine::CompleteLocked(uint32_t block) {

@@ -14,6 +14,7 @@
 
 #include "io/buffer_pool.h"
 #include "load/engine.h"
+#include "load/load_paths.h"
 #include "load/read_plan.h"
 #include "load/read_policy.h"
 #include "load/worker_count.h"
@@ -100,6 +101,10 @@ class DestinationSink final : public load::Sink {
   uint32_t staging_in_use_ = 0;
 };
 
+}  // namespace
+
+namespace load {
+
 Status CheckDestinations(const Checkpoint& checkpoint, std::span<const Destination> destinations) {
   std::span<const TensorInfo> tensors = checkpoint.tensors();
   for (const Destination& d : destinations) {
@@ -122,56 +127,44 @@ Status CheckDestinations(const Checkpoint& checkpoint, std::span<const Destinati
   return OkStatus();
 }
 
-}  // namespace
-
-LoadReport LoadInto(const Checkpoint& checkpoint, std::span<const Destination> destinations,
-                    const LoadIntoOptions& options) {
-  LoadReport report;
-  const LoadConfig& config = options.config;
-  report.status = config.Validate();
-  if (report.status.ok()) report.status = CheckDestinations(checkpoint, destinations);
-  if (!report.status.ok()) return report;
-
-  Result<std::shared_ptr<const load::ReadPolicy>> policy =
-      load::ReadPolicy::Prepare(checkpoint, config, report.stats.warnings);
-  if (!policy.ok()) {
-    report.status = std::move(policy).status();
-    return report;
-  }
-  report.stats.read_path = (*policy)->path();
-  report.stats.io_uring = (*policy)->uring();
-
+Result<ReadPlan> PlanDestinations(const Checkpoint& checkpoint,
+                                  std::span<const Destination> destinations,
+                                  const LoadConfig& config, uint32_t alignment) {
   std::vector<load::TensorRequest> requests;
   requests.reserve(destinations.size());
   for (const Destination& d : destinations) requests.push_back({d.tensor, d.slice});
   load::PlanOptions plan_options;
   plan_options.group_bytes = 0;
   plan_options.chunk_bytes = config.chunk_bytes;
-  plan_options.alignment = (*policy)->alignment();
+  plan_options.alignment = alignment;
   plan_options.split_requests = true;
-  Result<load::ReadPlan> plan = load::PlanReads(checkpoint, std::move(requests), plan_options);
-  if (!plan.ok()) {
-    report.status = std::move(plan).status();
-    return report;
-  }
-  report.stats.bytes_needed = plan->total_bytes;
-  report.stats.bytes_planned = plan->read_bytes;
-  report.stats.reads_planned = plan->reads;
+  return load::PlanReads(checkpoint, std::move(requests), plan_options);
+}
+
+void RunDestinations(const Checkpoint& checkpoint, std::span<const Destination> destinations,
+                     const LoadIntoOptions& options, const ReadPlan& plan,
+                     const ReadPolicy& policy, LoadReport& report) {
+  const LoadConfig& config = options.config;
+  report.stats.read_path = policy.path();
+  report.stats.io_uring = policy.uring();
+  report.stats.bytes_needed = plan.total_bytes;
+  report.stats.bytes_planned = plan.read_bytes;
+  report.stats.reads_planned = plan.reads;
   uint64_t work = 0;
-  for (const load::PlannedBlock& b : plan->blocks) work += b.pieces.size();
+  for (const load::PlannedBlock& b : plan.blocks) work += b.pieces.size();
   const int threads = load::WorkerCount(config.reader_threads(), work);
   // One chunk (with O_DIRECT's aligned edges) per reader thread, as the per-thread bounce buffer
   // before the engine: a larger arena only adds fresh memory to fault in (measured with
   // bench/compare_builds.py: two chunks per thread made O_DIRECT into caller memory 1.8-2.3x
   // slower at 8 threads on 512 MiB).
   const uint64_t staging =
-      static_cast<uint64_t>(std::max(threads, 1)) * (config.chunk_bytes + 2 * (*policy)->alignment());
-  DestinationSink sink(*plan, **policy, destinations, staging);
-  load::Engine engine(checkpoint, *plan, **policy, sink);
+      static_cast<uint64_t>(std::max(threads, 1)) * (config.chunk_bytes + 2 * policy.alignment());
+  DestinationSink sink(plan, policy, destinations, staging);
+  load::Engine engine(checkpoint, plan, policy, sink);
   std::stop_callback on_stop(options.stop, [&engine] { engine.Cancel(); });
   report.status = engine.Start(threads);
   if (report.status.ok()) {
-    const uint64_t total = plan->total_bytes;
+    const uint64_t total = plan.total_bytes;
     report.status = engine.Wait(
         [&] {
           if (options.progress) options.progress(engine.bytes_delivered(), total);
@@ -183,7 +176,34 @@ LoadReport LoadInto(const Checkpoint& checkpoint, std::span<const Destination> d
   engine.Stop();  // also after a failed Start: joins the threads that did start
   report.stats.threads = engine.threads_started();
   report.stats.bytes_read = engine.bytes_delivered();
-  load::FillReadStats(checkpoint, engine, **policy, report.stats);
+  load::FillReadStats(checkpoint, engine, policy, report.stats);
+}
+
+}  // namespace load
+
+LoadReport LoadInto(const Checkpoint& checkpoint, std::span<const Destination> destinations,
+                    const LoadIntoOptions& options) {
+  LoadReport report;
+  const LoadConfig& config = options.config;
+  report.status = config.Validate();
+  if (report.status.ok()) report.status = load::CheckDestinations(checkpoint, destinations);
+  if (!report.status.ok()) return report;
+
+  Result<std::shared_ptr<const load::ReadPolicy>> policy =
+      load::ReadPolicy::Prepare(checkpoint, config, report.stats.warnings);
+  if (!policy.ok()) {
+    report.status = std::move(policy).status();
+    return report;
+  }
+  report.stats.read_path = (*policy)->path();
+  report.stats.io_uring = (*policy)->uring();
+  Result<load::ReadPlan> plan =
+      load::PlanDestinations(checkpoint, destinations, config, (*policy)->alignment());
+  if (!plan.ok()) {
+    report.status = std::move(plan).status();
+    return report;
+  }
+  load::RunDestinations(checkpoint, destinations, options, *plan, **policy, report);
   return report;
 }
 

@@ -25,6 +25,7 @@
 
 #include "io/buffer_pool.h"
 #include "load/engine.h"
+#include "load/load_paths.h"
 #include "load/read_plan.h"
 #include "load/read_policy.h"
 #include "load/worker_count.h"
@@ -404,46 +405,77 @@ Loader::Loader(Loader&&) noexcept = default;
 Loader& Loader::operator=(Loader&&) noexcept = default;
 Loader::~Loader() = default;
 
-Result<Loader> Loader::Open(const Checkpoint& checkpoint, const LoadConfig& config,
-                            ProgressFn progress) {
-  STLOAD_RETURN_IF_ERROR(config.Validate());
-  auto impl = std::make_unique<Impl>();
-  impl->progress = std::move(progress);
-  STLOAD_ASSIGN_OR_RETURN(std::shared_ptr<const load::ReadPolicy> policy,
-                          load::ReadPolicy::Prepare(checkpoint, config, impl->stats.warnings));
-  impl->stats.read_path = policy->path();
-  impl->stats.io_uring = policy->uring();
+// Builds Loaders from a plan the library made (load_paths.h); a friend of Loader.
+struct LoaderFactory {
+  static Result<Loader> Start(const Checkpoint& checkpoint, const LoadConfig& config,
+                              load::StreamPlan plan, std::shared_ptr<const load::ReadPolicy> policy,
+                              std::vector<std::string> warnings, ProgressFn progress) {
+    auto impl = std::make_unique<Loader::Impl>();
+    impl->progress = std::move(progress);
+    impl->stats.warnings = std::move(warnings);
+    impl->stats.read_path = policy->path();
+    impl->stats.io_uring = policy->uring();
+    impl->stats.tensors_skipped = plan.tensors_skipped;
+    impl->stats.bytes_needed = plan.plan.total_bytes;
+    impl->stats.bytes_planned = plan.plan.read_bytes;
+    impl->stats.reads_planned = plan.plan.reads;
+    uint64_t work = 0;
+    for (const load::PlannedBlock& b : plan.plan.blocks) work += b.pieces.size();
+    impl->shared = std::make_shared<Shared>(checkpoint, config, std::move(plan.plan),
+                                            std::move(policy), std::move(plan.part_infos));
+    const int threads = load::WorkerCount(config.reader_threads(), work);
+    impl->shared->readahead_bytes = ReadaheadBytes(config, threads);
+    STLOAD_RETURN_IF_ERROR(impl->shared->engine.Start(threads));  // ~Impl cleans up
+    impl->stats.threads = impl->shared->engine.threads_started();
+    return Loader(std::move(impl));
+  }
+};
+
+namespace load {
+
+Result<StreamPlan> PlanStream(const Checkpoint& checkpoint, const LoadConfig& config,
+                              uint32_t alignment) {
+  StreamPlan out;
   // The rank's parts (every tensor whole without rank-aware loading), in delivery order.
   STLOAD_ASSIGN_OR_RETURN(std::vector<TensorPart> parts, SelectParts(checkpoint, config));
   std::vector<load::TensorRequest> requests;
-  auto part_infos = std::make_shared<PartInfos>();
+  out.part_infos = std::make_shared<PartInfos>();
   for (uint32_t t : load::DeliveryOrder(checkpoint, config.order)) {
     const TensorPart& part = parts[t];
     if (part.action == TensorPart::Action::kSkip) continue;
     requests.push_back({t, part.slice});
-    TensorInfo& info = part_infos->emplace_back();
+    TensorInfo& info = out.part_infos->emplace_back();
     if (part.action != TensorPart::Action::kSlice) continue;
     info = load::PartInfo(checkpoint.tensors()[t], part.slice);
   }
-  impl->stats.tensors_skipped = checkpoint.tensors().size() - requests.size();
+  out.tensors_skipped = checkpoint.tensors().size() - requests.size();
   load::PlanOptions options;
   options.group_bytes = config.chunk_bytes;
   options.chunk_bytes = config.chunk_bytes;
-  options.alignment = policy->alignment();
-  STLOAD_ASSIGN_OR_RETURN(load::ReadPlan plan,
-                          load::PlanReads(checkpoint, std::move(requests), options));
-  impl->stats.bytes_needed = plan.total_bytes;
-  impl->stats.bytes_planned = plan.read_bytes;
-  impl->stats.reads_planned = plan.reads;
-  uint64_t work = 0;
-  for (const load::PlannedBlock& b : plan.blocks) work += b.pieces.size();
-  impl->shared = std::make_shared<Shared>(checkpoint, config, std::move(plan), std::move(policy),
-                                          std::move(part_infos));
-  const int threads = load::WorkerCount(config.reader_threads(), work);
-  impl->shared->readahead_bytes = ReadaheadBytes(config, threads);
-  STLOAD_RETURN_IF_ERROR(impl->shared->engine.Start(threads));  // ~Impl cleans up
-  impl->stats.threads = impl->shared->engine.threads_started();
-  return Loader(std::move(impl));
+  options.alignment = alignment;
+  STLOAD_ASSIGN_OR_RETURN(out.plan, load::PlanReads(checkpoint, std::move(requests), options));
+  return out;
+}
+
+Result<Loader> StartStream(const Checkpoint& checkpoint, const LoadConfig& config, StreamPlan plan,
+                           std::shared_ptr<const ReadPolicy> policy,
+                           std::vector<std::string> warnings, ProgressFn progress) {
+  return LoaderFactory::Start(checkpoint, config, std::move(plan), std::move(policy),
+                              std::move(warnings), std::move(progress));
+}
+
+}  // namespace load
+
+Result<Loader> Loader::Open(const Checkpoint& checkpoint, const LoadConfig& config,
+                            ProgressFn progress) {
+  STLOAD_RETURN_IF_ERROR(config.Validate());
+  std::vector<std::string> warnings;
+  STLOAD_ASSIGN_OR_RETURN(std::shared_ptr<const load::ReadPolicy> policy,
+                          load::ReadPolicy::Prepare(checkpoint, config, warnings));
+  STLOAD_ASSIGN_OR_RETURN(load::StreamPlan plan,
+                          load::PlanStream(checkpoint, config, policy->alignment()));
+  return load::StartStream(checkpoint, config, std::move(plan), std::move(policy),
+                           std::move(warnings), std::move(progress));
 }
 
 Result<std::optional<Weight>> Loader::Next() {

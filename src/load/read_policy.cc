@@ -66,6 +66,17 @@ Result<std::shared_ptr<const ReadPolicy>> ReadPolicy::Prepare(const Checkpoint& 
   return std::shared_ptr<const ReadPolicy>(std::move(policy));
 }
 
+std::shared_ptr<const ReadPolicy> ReadPolicy::OverSources(std::vector<io::SourcePtr> sources) {
+  auto policy = std::make_shared<ReadPolicy>();
+  policy->files_.resize(sources.size());
+  for (size_t s = 0; s < sources.size(); ++s) {
+    policy->files_[s].prepared.source = sources[s].get();
+    policy->files_[s].size_bytes = sources[s]->size_bytes();
+  }
+  policy->owned_sources_ = std::move(sources);
+  return policy;
+}
+
 io::ReadOp ReadPolicy::Op(uint32_t shard, uint64_t begin, uint64_t end, std::byte* dst) const {
   const File& f = files_[shard];
   io::ReadOp op;

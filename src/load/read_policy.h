@@ -30,6 +30,11 @@ class ReadPolicy {
                                                            const LoadConfig& config,
                                                            std::vector<std::string>& warnings);
 
+  // Buffered reads through `sources` (one per shard, in shard order) instead of the checkpoint's
+  // files: a distributed load's rank reads what the other ranks sent it this way. The policy
+  // keeps the sources alive.
+  static std::shared_ptr<const ReadPolicy> OverSources(std::vector<io::SourcePtr> sources);
+
   io::ReadMethod method(uint32_t shard) const { return files_[shard].method; }
   const io::PreparedFile& file(uint32_t shard) const { return files_[shard].prepared; }
   // What the plan's pieces must be aligned to: the largest O_DIRECT alignment of any shard read
@@ -57,6 +62,7 @@ class ReadPolicy {
     uint64_t size_bytes = 0;
   };
   std::vector<File> files_;
+  std::vector<io::SourcePtr> owned_sources_;  // OverSources
   uint32_t alignment_ = 1;
   bool uring_ = false;
   uint32_t uring_depth_ = 1;
