@@ -16,9 +16,11 @@
 
 #include "cli_common.h"
 #include "commands.h"
+#include "distributed_cli.h"
 #include "progress_bar.h"
 #include "touched_memory.h"
 #include "stload/checkpoint.h"
+#include "stload/distributed.h"
 #include "stload/loader.h"
 
 namespace stload::cli {
@@ -32,6 +34,7 @@ struct LoadArgs {
   std::string consumer = "prealloc";
   bool json = false;
   bool no_progress = false;
+  DistributedFlags dist;
 };
 
 struct Report {
@@ -40,10 +43,12 @@ struct Report {
   double seconds = 0;
   double setup_seconds = 0;  // prealloc: allocating and touching destinations
   LoadStats stats;
+  DistributedStats distributed;  // --distributed
 };
 
 Status RunPrealloc(const Checkpoint& ckpt, const LoadConfig& config,
-                   const std::vector<TensorPart>& parts, ProgressFn progress, Report& report) {
+                   const std::vector<TensorPart>& parts, ProgressFn progress,
+                   DistributedSession* session, Report& report) {
   const Clock::time_point setup = Clock::now();
   uint64_t total = 0;
   for (const TensorPart& p : parts) {
@@ -65,8 +70,10 @@ Status RunPrealloc(const Checkpoint& ckpt, const LoadConfig& config,
   }
   const Clock::time_point start = Clock::now();
   report.setup_seconds = std::chrono::duration<double>(start - setup).count();
-  LoadReport loaded =
-      LoadInto(ckpt, destinations, {.config = config, .progress = std::move(progress)});
+  const LoadIntoOptions options{.config = config, .progress = std::move(progress)};
+  LoadReport loaded = session ? LoadIntoDistributed(ckpt, destinations, session->comm(), options,
+                                                    {}, &report.distributed)
+                              : LoadInto(ckpt, destinations, options);
   report.stats = std::move(loaded.stats);
   Status status = std::move(loaded.status);
   report.seconds = std::chrono::duration<double>(Clock::now() - start).count();
@@ -75,8 +82,27 @@ Status RunPrealloc(const Checkpoint& ckpt, const LoadConfig& config,
   return status;
 }
 
+// A Loader or a DistributedLoader, driven the same way.
+template <typename L>
+Status Drain(L& loader, bool keep, TouchedMemory& destination, std::vector<Weight>& kept,
+             Report& report) {
+  while (true) {
+    Result<std::optional<Weight>> next = loader.Next();
+    if (!next.ok()) return next.status();
+    if (!next->has_value()) return OkStatus();
+    Weight& w = **next;
+    ++report.tensors;
+    report.bytes += w.bytes().size();
+    if (keep) {
+      kept.push_back(std::move(w));
+    } else if (!w.bytes().empty()) {
+      std::memcpy(destination.data(), w.bytes().data(), w.bytes().size());
+    }
+  }
+}
+
 Status RunIterator(const Checkpoint& ckpt, const LoadConfig& config, bool keep,
-                   ProgressFn progress, Report& report) {
+                   ProgressFn progress, DistributedSession* session, Report& report) {
   uint64_t largest = 0;
   for (const TensorInfo& t : ckpt.tensors()) largest = std::max(largest, t.size_bytes());
   TouchedMemory destination(keep ? 0 : largest);
@@ -86,21 +112,94 @@ Status RunIterator(const Checkpoint& ckpt, const LoadConfig& config, bool keep,
                FormatBytes(largest) + ")")
         .WithPath(ckpt.path());
   }
-  std::vector<Weight> kept;
+  std::vector<Weight> kept;  // freed after the clock stops
   const Clock::time_point start = Clock::now();
-  STLOAD_ASSIGN_OR_RETURN(Loader loader, Loader::Open(ckpt, config, std::move(progress)));
-  for (Weight& w : loader) {
-    ++report.tensors;
-    report.bytes += w.bytes().size();
-    if (keep) {
-      kept.push_back(std::move(w));
-    } else if (!w.bytes().empty()) {
-      std::memcpy(destination.data(), w.bytes().data(), w.bytes().size());
-    }
+  Status status;
+  if (session) {
+    STLOAD_ASSIGN_OR_RETURN(DistributedLoader loader,
+                            DistributedLoader::Open(ckpt, config, session->comm(), {},
+                                                    std::move(progress)));
+    status = Drain(loader, keep, destination, kept, report);
+    report.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    report.stats = loader.stats();
+    report.distributed = loader.distributed_stats();
+  } else {
+    STLOAD_ASSIGN_OR_RETURN(Loader loader, Loader::Open(ckpt, config, std::move(progress)));
+    status = Drain(loader, keep, destination, kept, report);
+    report.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    report.stats = loader.stats();
   }
-  report.seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  report.stats = loader.stats();
-  return loader.status();
+  return status;
+}
+
+nlohmann::ordered_json DistributedJson(const DistributedStats& d) {
+  return {{"ranks", d.ranks},
+          {"extents", d.extents},
+          {"rounds", d.rounds},
+          {"union_bytes", d.union_bytes},
+          {"read_bytes_all_ranks", d.read_bytes_all_ranks},
+          {"needed_bytes_all_ranks", d.needed_bytes_all_ranks},
+          {"read_bytes", d.read_bytes},
+          {"sent_bytes", d.sent_bytes},
+          {"received_bytes", d.received_bytes},
+          {"peak_exchange_bytes", d.peak_exchange_bytes}};
+}
+
+// Under --distributed: every rank's report, printed by rank 0 in rank order with a summary.
+int PrintDistributed(DistributedSession& session, const LoadArgs& args, nlohmann::ordered_json mine,
+                     const Report& report) {
+  mine["rank"] = session.rank();
+  mine["distributed"] = DistributedJson(report.distributed);
+  mine["proc_read_bytes"] = ProcReadBytes();
+  Result<std::vector<std::string>> all = session.Gather(mine.dump());
+  if (!all.ok()) return ReportError(all.status(), args.path);
+  if (session.rank() != 0) return kExitOk;
+  nlohmann::ordered_json ranks = nlohmann::ordered_json::array();
+  double slowest = 0;
+  uint64_t read = 0, received = 0, proc_read = 0, peak_rss = 0;
+  for (const std::string& text : *all) {
+    nlohmann::ordered_json r = nlohmann::ordered_json::parse(text);
+    slowest = std::max(slowest, r["seconds"].get<double>());
+    read += r["distributed"]["read_bytes"].get<uint64_t>();
+    received += r["distributed"]["received_bytes"].get<uint64_t>();
+    proc_read += r["proc_read_bytes"].get<uint64_t>();
+    peak_rss = std::max(peak_rss, r["peak_rss_bytes"].get<uint64_t>());
+    ranks.push_back(std::move(r));
+  }
+  const DistributedStats& d = report.distributed;
+  if (args.json) {
+    nlohmann::ordered_json out = {
+        {"ranks", std::move(ranks)},
+        {"summary",
+         {{"ranks", session.size()},
+          {"seconds", slowest},
+          {"storage_read_bytes", read},
+          {"proc_read_bytes", proc_read},
+          {"union_bytes", d.union_bytes},
+          {"planned_read_bytes", d.read_bytes_all_ranks},
+          {"independent_read_bytes", d.needed_bytes_all_ranks},
+          {"exchanged_bytes", received},
+          {"peak_rss_bytes_max", peak_rss}}}};
+    Print(out.dump(2) + "\n");
+    return kExitOk;
+  }
+  for (const nlohmann::ordered_json& r : ranks) {
+    const double seconds = r["seconds"].get<double>();
+    const uint64_t bytes = r["bytes"].get<uint64_t>();
+    Printf("rank %d: loaded %llu tensors, %s in %.3f s: %.2f GB/s; read %s from storage, "
+           "received %s; peak RSS %s\n",
+           r["rank"].get<int>(), static_cast<unsigned long long>(r["tensors"].get<uint64_t>()),
+           FormatBytes(bytes).c_str(), seconds, seconds > 0 ? bytes / seconds / 1e9 : 0.0,
+           FormatBytes(r["distributed"]["read_bytes"].get<uint64_t>()).c_str(),
+           FormatBytes(r["distributed"]["received_bytes"].get<uint64_t>()).c_str(),
+           FormatBytes(r["peak_rss_bytes"].get<uint64_t>()).c_str());
+  }
+  Printf("%d ranks in %.3f s (slowest rank): read %s from storage in all (union of the ranks' "
+         "needs %s; %d independent loads would read %s), exchanged %s in %llu rounds\n",
+         session.size(), slowest, FormatBytes(read).c_str(), FormatBytes(d.union_bytes).c_str(),
+         session.size(), FormatBytes(d.needed_bytes_all_ranks).c_str(),
+         FormatBytes(received).c_str(), static_cast<unsigned long long>(d.rounds));
+  return kExitOk;
 }
 
 int RunLoad(const LoadArgs& args) {
@@ -113,27 +212,44 @@ int RunLoad(const LoadArgs& args) {
   // faulting in fresh memory for all of them (README, "Measured").
   if (args.consumer == "keep" && !args.flags.memory_limit) config.memory_limit = UINT64_MAX / 2;
   if (args.consumer == "keep" && !config.disable_mmap.has_value()) config.disable_mmap = false;
+  std::unique_ptr<DistributedSession> session;
+  if (args.dist.on) {
+    session = DistributedSession::Start(args.dist);
+    session->ApplyRanks(args.flags.ranks, config);
+  }
   Result<Checkpoint> ckpt = Checkpoint::Open(args.path);
+  // Under --distributed every rank stops here if any rank could not open its copy.
+  if (session) {
+    if (Status agreed = session->Agree(ckpt.status()); !agreed.ok()) return ReportError(agreed, args.path);
+  }
   if (!ckpt.ok()) return ReportError(ckpt.status(), args.path);
   for (const std::string& w : ckpt->warnings()) Warn(w);
 
   Result<std::vector<TensorPart>> parts = SelectPartsOrUsageError(*ckpt, config);
+  if (session) {
+    if (Status agreed = session->Agree(parts.status()); !agreed.ok()) return ReportError(agreed, args.path);
+  }
   if (!parts.ok()) return ReportError(parts.status(), args.path);
 
   Report report;
   Status status;
+  // The clock of every rank starts together, so that "seconds" is the load's, not the launch's.
+  if (session) {
+    if (Status s = session->comm().Barrier(); !s.ok()) return ReportError(s, args.path);
+  }
   {
-    ProgressBar bar(!args.no_progress && !args.json);
+    ProgressBar bar(!args.no_progress && !args.json && (!session || session->rank() == 0));
     status = args.consumer == "prealloc"
-                 ? RunPrealloc(*ckpt, config, *parts, bar.Callback(), report)
-                 : RunIterator(*ckpt, config, args.consumer == "keep", bar.Callback(), report);
+                 ? RunPrealloc(*ckpt, config, *parts, bar.Callback(), session.get(), report)
+                 : RunIterator(*ckpt, config, args.consumer == "keep", bar.Callback(),
+                               session.get(), report);
   }
   for (const std::string& w : report.stats.warnings) Warn(w);
   if (!status.ok()) return ReportError(status, args.path);
 
   const double gbps = report.seconds > 0 ? report.bytes / report.seconds / 1e9 : 0;
   const uint64_t peak_rss = PeakRssBytes();
-  if (args.json) {
+  if (args.json || session) {
     nlohmann::ordered_json out = {
         {"path", args.path},
         {"consumer", args.consumer},
@@ -175,6 +291,7 @@ int RunLoad(const LoadArgs& args) {
                         {"file_bytes", shard.bytes_read}});
     }
     out["shards"] = std::move(shards);
+    if (session) return PrintDistributed(*session, args, std::move(out), report);
     Print(out.dump(2) + "\n");
   } else {
     Printf("loaded %llu tensors, %s in %.3f s: %.2f GB/s\n",
@@ -221,6 +338,7 @@ Runner AddLoadCommand(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("--json", args->json, "Print the report as one JSON object");
   cmd->add_flag("--no-progress", args->no_progress, "No progress bar on stderr");
+  args->dist.AddTo(*cmd);
   return [args] { return RunLoad(*args); };
 }
 

@@ -117,8 +117,9 @@ Status MpiCommunicator::WaitAll(void* requests_ptr, int count, void* statuses_pt
                                 const char* what) {
   auto* requests = static_cast<MPI_Request*>(requests_ptr);
   auto* statuses = static_cast<MPI_Status*>(statuses_ptr);
-  const auto deadline = std::chrono::steady_clock::now() + timeout_;
-  std::chrono::microseconds pause(0);
+  const auto start = std::chrono::steady_clock::now();
+  const auto deadline = start + timeout_;
+  std::chrono::microseconds pause(10);
   while (true) {
     int done = 0;
     int rc = MPI_Testall(count, requests, &done, statuses ? statuses : MPI_STATUSES_IGNORE);
@@ -133,9 +134,15 @@ Status MpiCommunicator::WaitAll(void* requests_ptr, int count, void* statuses_pt
                     std::string(what) + ": the other ranks did not answer within " +
                         std::to_string(timeout_.count() / 1000) + " s; a rank may have died");
     }
-    // Poll without taking a core from the reader threads: spin briefly, then back off to 1 ms.
-    if (pause.count() > 0) std::this_thread::sleep_for(pause);
-    pause = std::min(std::chrono::microseconds(1000), pause + std::chrono::microseconds(20));
+    // Transfers progress only while MPI is called: poll (yielding the core to whoever needs
+    // it) for the first 10 ms, as MPI's own blocking waits do, then back off to at most 200 us
+    // between polls while waiting for a slow rank.
+    if (std::chrono::steady_clock::now() - start < std::chrono::milliseconds(10)) {
+      std::this_thread::yield();
+    } else {
+      std::this_thread::sleep_for(pause);
+      pause = std::min(std::chrono::microseconds(200), pause + std::chrono::microseconds(10));
+    }
   }
 }
 
