@@ -9,6 +9,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   python3-dev python3-venv pybind11-dev python3-numpy python3-pytest python3-matplotlib
   python3-torch
+  libopenmpi-dev openmpi-bin
   clang libclang-rt-14-dev
 )
 
