@@ -64,9 +64,9 @@ struct DistributedOptions {
   // The union of the ranks' needs is cut into extents of at most this many bytes, each read by
   // one rank (a multiple of 4096; 0: max(chunk_bytes, 16 MiB), at most 64 MiB).
   uint64_t extent_bytes = 0;
-  // Bytes read by all ranks together in one round (0: 4 extents per rank, at most half of
-  // memory_limit and at least one extent per rank). A rank holds at most about two rounds of
-  // received bytes that its load has not yet taken.
+  // Bytes read by all ranks together in one round (0: 2 extents per rank, at most half of
+  // memory_limit and at least one extent per rank). A rank holds about three rounds: one its
+  // load takes, one moving between the ranks, one being read.
   uint64_t round_bytes = 0;
 };
 

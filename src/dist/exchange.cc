@@ -188,7 +188,7 @@ Result<std::unique_ptr<Exchange>> Exchange::Start(const Checkpoint& checkpoint,
   extent_bytes = std::max<uint64_t>(4096, extent_bytes / 4096 * 4096);
   uint64_t round_bytes = options.round_bytes;
   if (round_bytes == 0) {
-    round_bytes = std::min<uint64_t>(static_cast<uint64_t>(n) * 4 * extent_bytes,
+    round_bytes = std::min<uint64_t>(static_cast<uint64_t>(n) * 2 * extent_bytes,
                                      std::max<uint64_t>(config.memory_limit / 2,
                                                         static_cast<uint64_t>(n) * extent_bytes));
   }
@@ -279,7 +279,7 @@ Result<std::unique_ptr<Exchange>> Exchange::Start(const Checkpoint& checkpoint,
   for (const Entry& e : x.entries_) {
     if (e.remaining > 0) ++x.rounds_[e.round].refs;
   }
-  // Two rounds held and one being filled, reused round after round.
+  // One round held, one moving, one being read: reused round after round.
   x.pool_ = std::make_unique<io::BufferPool>(std::max<uint64_t>(3 * largest_round, 4096), 4096);
 
   for (uint32_t s = 0; s < checkpoint.shards().size(); ++s) {
@@ -326,19 +326,45 @@ DistributedStats Exchange::stats() const {
 }
 
 void Exchange::Run() {
+  const uint32_t rounds = plan_.rounds();
+  // Room for one more round: at most one round that the load has not yet taken is held while
+  // the next is read, unless the load waits for bytes of a round not yet received.
+  auto wait_for_room = [&] {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return !failed_.ok() || held_rounds_ < 1 || waiting_ > 0; });
+    return failed_;
+  };
   Status result;
-  for (uint32_t k = 0; k < plan_.rounds() && result.ok(); ++k) {
-    Status local;
-    {
-      std::unique_lock lock(mu_);
-      cv_.wait(lock, [&] { return !failed_.ok() || held_rounds_ < 2 || waiting_ > 0; });
-      local = failed_;
-    }
-    if (local.ok()) local = ReadRound(k);
+  Status local;
+  if (rounds > 0) {
+    local = wait_for_room();
+    if (local.ok()) local = ReadRound(0);
+  }
+  for (uint32_t k = 0; k < rounds; ++k) {
     result = Agree(*comm_, local);
-    if (result.ok()) result = ExchangeRound(k);
-    std::lock_guard lock(mu_);
     if (!result.ok()) break;
+    // Round k+1 is read while round k moves, so storage and the exchange work at once.
+    Status next;
+    std::thread reader;
+    if (k + 1 < rounds) {
+      next = wait_for_room();
+      if (next.ok()) {
+        try {
+          reader = std::thread([this, k, &next] { next = ReadRound(k + 1); });
+        } catch (const std::system_error&) {
+          // No thread to spare: read it after the exchange instead.
+        }
+      }
+    }
+    result = ExchangeRound(k);
+    if (reader.joinable()) {
+      reader.join();
+    } else if (k + 1 < rounds && next.ok() && result.ok()) {
+      next = ReadRound(k + 1);
+    }
+    if (!result.ok()) break;
+    local = next;
+    std::lock_guard lock(mu_);
     RoundState& round = rounds_[k];
     round.published = true;
     if (round.refs > 0) {

@@ -3,10 +3,11 @@
 // unchanged) takes the bytes it needs as they arrive.
 //
 // Memory: a round's read and received bytes are held until the rank's load has taken them
-// (each byte is copied out once into the load's own memory); the rounds thread starts the next
-// round only while fewer than two rounds are held, unless one of the load's readers waits for
-// bytes not yet received (then holding more is the only way forward: the load's order and the
-// plan's disagree).
+// (each byte is copied out once into the load's own memory). While round k moves between the
+// ranks, round k+1 is read; the rounds thread starts reading a round only while no received
+// round waits to be taken, unless one of the load's readers waits for bytes not yet received
+// (then holding more is the only way forward: the load's order and the plan's disagree). So a
+// rank holds about three rounds: one its load takes, one moving, one being read.
 #pragma once
 
 #include <condition_variable>
