@@ -1,6 +1,8 @@
 #include "shard/name_matcher.h"
 
 #include <algorithm>
+#include <locale>
+#include <mutex>
 
 namespace stload::shard {
 namespace {
@@ -9,10 +11,19 @@ bool IsDigit(char c) { return c >= '0' && c <= '9'; }
 
 }  // namespace
 
+std::regex CompileRegex(const std::string& pattern) {
+  static std::once_flag primed;
+  std::call_once(primed, [] {
+    const auto& ctype = std::use_facet<std::ctype<char>>(std::locale());
+    for (int c = 0; c < 256; ++c) static_cast<void>(ctype.narrow(static_cast<char>(c), '\0'));
+  });
+  return std::regex(pattern, std::regex::ECMAScript);
+}
+
 FirstMatch::FirstMatch(std::span<const std::string> patterns, std::span<const int> groups) {
   regexes_.reserve(patterns.size());
   for (size_t k = 0; k < patterns.size(); ++k) {
-    regexes_.emplace_back(patterns[k], std::regex::ECMAScript);
+    regexes_.push_back(CompileRegex(patterns[k]));
     groups_.push_back(k < groups.size() ? groups[k] : 0);
     has_digit_.push_back(std::any_of(patterns[k].begin(), patterns[k].end(), IsDigit));
   }

@@ -21,6 +21,13 @@
 
 namespace stload::shard {
 
+// std::regex(pattern, ECMAScript), safe to call from several threads at once: libstdc++'s
+// ctype<char>::narrow, which the regex scanner calls, fills a per-locale cache lazily without
+// synchronisation (GCC bug 77704; ThreadSanitizer reports it when ranks parse rules in threads
+// of one process), so the cache of the global locale is filled once first. Throws
+// std::regex_error as the constructor does.
+std::regex CompileRegex(const std::string& pattern);
+
 class FirstMatch {
  public:
   // `patterns` must be valid ECMAScript regexes. `groups[k]` (if given): the capture group of

@@ -8,6 +8,7 @@
 #include <unordered_set>
 
 #include "shard/model_config.h"
+#include "shard/name_matcher.h"
 #include "shard/presets.h"
 #include "stload/load_config.h"
 #include "stload/sharding.h"
@@ -26,7 +27,7 @@ std::string RuleName(size_t index, std::string_view match) {
 // The number of capture groups of `pattern`, or an error when it is no valid regex.
 Result<unsigned> CompileForCheck(const std::string& pattern, const std::string& who) {
   try {
-    std::regex re(pattern, std::regex::ECMAScript);
+    const std::regex re = shard::CompileRegex(pattern);
     return static_cast<unsigned>(re.mark_count());
   } catch (const std::regex_error& e) {
     return RulesError(who + ": 'match' is not a valid regular expression: " + e.what());
